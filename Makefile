@@ -1,0 +1,36 @@
+# pg_slotsync: failover logical replication slots for PostgreSQL 15
+EXTENSION = pg_slotsync
+MODULE_big = pg_slotsync
+PGFILEDESC = "pg_slotsync - failover logical replication slots"
+
+OBJS = \
+	src/pg_slotsync.o \
+	src/failover_patterns.o \
+	src/slot_marker.o \
+	src/slot_funcs.o
+
+DATA = sql/pg_slotsync--1.0.sql
+
+# The regression suite needs the library preloaded, so it runs in a
+# temporary instance of its own (like pg_cron) rather than the user's server.
+REGRESS = failover_flag failover_patterns privileges
+REGRESS_OPTS = --inputdir=test --outputdir=test \
+	--temp-config=$(srcdir)/test/pg_slotsync.conf \
+	--temp-instance=$(CURDIR)/tmp_check_regress
+
+TAP_TESTS = 1
+PROVE_TESTS = $(wildcard test/t/*.pl)
+PROVE_FLAGS = --timer
+export PGCTLTIMEOUT = 120
+
+PG_CPPFLAGS = -I$(srcdir)/include -I$(libpq_srcdir)
+SHLIB_LINK_INTERNAL = $(libpq)
+EXTRA_CLEAN = tmp_check_regress test/results test/regression.diffs test/regression.out
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+ifneq ($(MAJORVERSION),15)
+$(error pg_slotsync supports PostgreSQL 15 only, but $(PG_CONFIG) is version $(MAJORVERSION))
+endif

@@ -1,0 +1,119 @@
+/*-------------------------------------------------------------------------
+ *
+ * pg_slotsync.c
+ *		Module entry point: settings, shared memory and hooks.
+ *
+ * pg_slotsync brings PostgreSQL 17's failover slots to PostgreSQL 15.
+ *
+ * The pieces, each in its own file:
+ *
+ *	- slot_marker.c: a failover (and later "synced") flag for a logical slot,
+ *	  stored in a small file inside the slot's own directory so that it lives
+ *	  and dies with the slot, whoever drops it and however.
+ *	- failover_patterns.c: pg_slotsync.failover_slot_patterns, LIKE patterns
+ *	  that make slots failover slots by name, for tools that create slots
+ *	  through the replication protocol (which has no FAILOVER option in 15).
+ *	- slot_funcs.c: the SQL functions that create and alter failover slots
+ *	  and report per-slot state for the pg_slotsync.replication_slots view.
+ *
+ * The library must be in shared_preload_libraries on every node, primary
+ * and standbys: it reserves shared memory and its settings must exist in
+ * every process, walsenders included.  The SQL objects come from
+ * CREATE EXTENSION pg_slotsync, in schema pg_slotsync.
+ *
+ * Hooks are chained through saved prev_* pointers, as contrib modules do,
+ * so other preloaded modules keep working.
+ *
+ * Copyright (c) 2026, pg_slotsync developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pg_slotsync.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+#include "utils/guc.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+/* settings */
+char	   *pg_slotsync_failover_slot_patterns = NULL;
+
+/* shared memory */
+SlotSyncShared *SlotSyncState = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static Size
+slotsync_shmem_size(void)
+{
+	return MAXALIGN(sizeof(SlotSyncShared));
+}
+
+static void
+slotsync_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+
+	RequestAddinShmemSpace(slotsync_shmem_size());
+}
+
+static void
+slotsync_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	SlotSyncState = ShmemInitStruct("pg_slotsync", slotsync_shmem_size(),
+									&found);
+	if (!found)
+	{
+		memset(SlotSyncState, 0, slotsync_shmem_size());
+		pg_atomic_init_u64(&SlotSyncState->marker_generation, 0);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+void
+_PG_init(void)
+{
+	/*
+	 * Loaded any other way, we would have no shared memory and no worker,
+	 * and the flags we hand out would not be honoured: refuse clearly.
+	 */
+	if (!process_shared_preload_libraries_in_progress)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_slotsync must be loaded via \"shared_preload_libraries\""),
+				 errhint("Add pg_slotsync to \"shared_preload_libraries\" on the primary and on every standby, and restart the server.")));
+
+	DefineCustomStringVariable("pg_slotsync.failover_slot_patterns",
+							   "Makes logical slots whose names match these LIKE patterns failover slots.",
+							   "A comma-separated list of SQL LIKE patterns, for slots created through the replication protocol. Applies on a primary.",
+							   &pg_slotsync_failover_slot_patterns,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   check_failover_slot_patterns,
+							   assign_failover_slot_patterns,
+							   NULL);
+
+	MarkGUCPrefixReserved(PG_SLOTSYNC_NAME);
+
+	RegisterSubXactCallback(slot_funcs_subxact_callback, NULL);
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = slotsync_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = slotsync_shmem_startup;
+}
