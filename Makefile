@@ -7,7 +7,14 @@ OBJS = \
 	src/pg_slotsync.o \
 	src/failover_patterns.o \
 	src/slot_marker.o \
-	src/slot_funcs.o
+	src/slot_funcs.o \
+	src/primary_funcs.o \
+	src/sync_decide.o \
+	src/sync_apply.o \
+	src/sync_remote.o \
+	src/sync_status.o \
+	src/sync_cycle.o \
+	src/sync_worker.o
 
 DATA = sql/pg_slotsync--1.0.sql
 
@@ -20,7 +27,7 @@ REGRESS_OPTS = --inputdir=test --outputdir=test \
 
 TAP_TESTS = 1
 PROVE_TESTS = $(wildcard test/t/*.pl)
-PROVE_FLAGS = --timer
+PROVE_FLAGS = --timer -I $(srcdir)/test/perl
 export PGCTLTIMEOUT = 120
 
 PG_CPPFLAGS = -I$(srcdir)/include -I$(libpq_srcdir)

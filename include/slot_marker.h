@@ -16,6 +16,7 @@
 /* Bits of SlotMarker.flags */
 #define SLOT_MARKER_FAILOVER	0x0001	/* copy this slot to standbys */
 #define SLOT_MARKER_SYNCED		0x0002	/* this slot was created by sync */
+#define SLOT_MARKER_READY		0x0004	/* ... and is sync-ready */
 
 typedef struct SlotMarker
 {

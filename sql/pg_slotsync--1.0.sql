@@ -43,7 +43,10 @@ IS 'set or clear the failover flag of an existing logical replication slot';
 CREATE FUNCTION pg_slotsync.slot_info(
     OUT slot_name name,
     OUT failover boolean,
-    OUT synced boolean)
+    OUT synced boolean,
+    OUT sync_state text,
+    OUT sync_reason text,
+    OUT last_sync_time timestamptz)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'pg_slotsync_slot_info'
 LANGUAGE C STABLE STRICT
@@ -69,7 +72,10 @@ SELECT s.slot_name,
        s.safe_wal_size,
        s.two_phase,
        COALESCE(i.failover, false) AS failover,
-       COALESCE(i.synced, false) AS synced
+       COALESCE(i.synced, false) AS synced,
+       i.sync_state,
+       i.sync_reason,
+       i.last_sync_time
 FROM pg_catalog.pg_replication_slots s
 LEFT JOIN pg_slotsync.slot_info() i
        ON i.slot_name OPERATOR(pg_catalog.=) s.slot_name;
@@ -77,7 +83,89 @@ LEFT JOIN pg_slotsync.slot_info() i
 COMMENT ON VIEW pg_slotsync.replication_slots
 IS 'pg_replication_slots with failover and sync state';
 
+-- Standby side: what the sync worker knows of each failover slot.
+CREATE FUNCTION pg_slotsync.sync_status_rows(
+    OUT slot_name name,
+    OUT database text,
+    OUT state text,
+    OUT reason text,
+    OUT remote_restart_lsn pg_catalog.pg_lsn,
+    OUT remote_confirmed_flush_lsn pg_catalog.pg_lsn,
+    OUT remote_catalog_xmin xid,
+    OUT last_sync_time timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_slotsync_sync_status'
+LANGUAGE C STABLE STRICT
+SET search_path = pg_catalog, pg_temp;
+
+CREATE VIEW pg_slotsync.sync_status AS
+SELECT * FROM pg_slotsync.sync_status_rows();
+
+COMMENT ON VIEW pg_slotsync.sync_status
+IS 'per failover slot of the primary: whether this standby''s copy is ready, and why not';
+
+-- Standby side: synchronize by hand.
+CREATE FUNCTION pg_slotsync.sync_replication_slots(timeout interval DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_slotsync_sync_replication_slots'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.sync_replication_slots(interval)
+IS 'synchronize failover slots from the primary now, waiting until they are sync-ready';
+
+-- Primary side: what a standby's sync worker asks.  Superuser or
+-- REPLICATION is checked inside, as for core's slot functions.
+CREATE FUNCTION pg_slotsync.failover_slots(
+    OUT slot_name name,
+    OUT plugin name,
+    OUT database text,
+    OUT two_phase boolean,
+    OUT two_phase_at pg_catalog.pg_lsn,
+    OUT restart_lsn pg_catalog.pg_lsn,
+    OUT confirmed_flush_lsn pg_catalog.pg_lsn,
+    OUT catalog_xmin xid,
+    OUT invalidated boolean)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_slotsync_failover_slots'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.failover_slots()
+IS 'failover slots of this server, as a standby copies them';
+
+CREATE FUNCTION pg_slotsync.wait_for_failover_slot_change(
+    standby_slot_name name,
+    last_token bigint,
+    timeout_ms integer,
+    OUT change_token bigint,
+    OUT in_recovery boolean,
+    OUT wal_level_logical boolean,
+    OUT standby_slot_is_physical boolean,
+    OUT standby_slot_restart_lsn pg_catalog.pg_lsn,
+    OUT standby_slot_catalog_xmin xid)
+RETURNS record
+AS 'MODULE_PATHNAME', 'pg_slotsync_wait_for_failover_slot_change'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.wait_for_failover_slot_change(name, bigint, integer)
+IS 'wait until a failover slot or the standby''s physical slot changes';
+
+CREATE FUNCTION pg_slotsync.failover_slot_snapshot(
+    slot_name name,
+    OUT restart_lsn pg_catalog.pg_lsn,
+    OUT snapshot bytea)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_slotsync_failover_slot_snapshot'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.failover_slot_snapshot(name)
+IS 'the serialized snapshot at a slot''s restart_lsn, for a standby''s copy';
+
 -- As in core: anyone may look at slots; acting on them is checked inside
 -- the functions (superuser or REPLICATION).
 GRANT USAGE ON SCHEMA pg_slotsync TO PUBLIC;
 GRANT SELECT ON pg_slotsync.replication_slots TO PUBLIC;
+GRANT SELECT ON pg_slotsync.sync_status TO PUBLIC;

@@ -15,6 +15,11 @@
  *	  through the replication protocol (which has no FAILOVER option in 15).
  *	- slot_funcs.c: the SQL functions that create and alter failover slots
  *	  and report per-slot state for the pg_slotsync.replication_slots view.
+ *	- primary_funcs.c: what a standby asks the primary: its failover slots,
+ *	  a long-poll for their changes, and serialized snapshots.
+ *	- sync_worker.c (launcher, worker, manual sync), sync_cycle.c (one pass),
+ *	  sync_decide.c (what is safe), sync_apply.c (doing it), sync_remote.c
+ *	  (libpq), sync_status.c (per-slot state for the views): the standby.
  *
  * The library must be in shared_preload_libraries on every node, primary
  * and standbys: it reserves shared memory and its settings must exist in
@@ -33,6 +38,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pg_slotsync.h"
+#include "slot_sync.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
 #include "utils/guc.h"
@@ -43,6 +49,8 @@ void		_PG_init(void);
 
 /* settings */
 char	   *pg_slotsync_failover_slot_patterns = NULL;
+bool		pg_slotsync_sync_enabled = false;
+char	   *pg_slotsync_primary_conninfo = NULL;
 
 /* shared memory */
 SlotSyncShared *SlotSyncState = NULL;
@@ -53,7 +61,8 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static Size
 slotsync_shmem_size(void)
 {
-	return MAXALIGN(sizeof(SlotSyncShared));
+	return add_size(MAXALIGN(sizeof(SlotSyncShared)),
+					slot_sync_status_shmem_size());
 }
 
 static void
@@ -63,6 +72,7 @@ slotsync_shmem_request(void)
 		prev_shmem_request_hook();
 
 	RequestAddinShmemSpace(slotsync_shmem_size());
+	RequestNamedLWLockTranche(PG_SLOTSYNC_NAME, 1);
 }
 
 static void
@@ -81,6 +91,8 @@ slotsync_shmem_startup(void)
 		memset(SlotSyncState, 0, slotsync_shmem_size());
 		pg_atomic_init_u64(&SlotSyncState->marker_generation, 0);
 	}
+	slot_sync_status_shmem_init((char *) SlotSyncState +
+								MAXALIGN(sizeof(SlotSyncShared)), found);
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -108,9 +120,29 @@ _PG_init(void)
 							   assign_failover_slot_patterns,
 							   NULL);
 
+	DefineCustomBoolVariable("pg_slotsync.sync_replication_slots",
+							 "Keeps failover slots of the primary synchronized on this standby.",
+							 "Like PostgreSQL 17's sync_replication_slots. Needs hot_standby_feedback, primary_slot_name, and a dbname in primary_conninfo.",
+							 &pg_slotsync_sync_enabled,
+							 false,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("pg_slotsync.primary_conninfo",
+							   "Connection string the slot sync worker uses instead of primary_conninfo.",
+							   "For HA tools that rewrite primary_conninfo without a dbname. Empty means primary_conninfo.",
+							   &pg_slotsync_primary_conninfo,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved(PG_SLOTSYNC_NAME);
 
 	RegisterSubXactCallback(slot_funcs_subxact_callback, NULL);
+
+	slot_sync_register_launcher();
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = slotsync_shmem_request;

@@ -42,8 +42,10 @@
 #include "replication/logical.h"
 #include "replication/slot.h"
 #include "slot_marker.h"
+#include "slot_sync.h"
 #include "utils/builtins.h"
 #include "utils/pg_lsn.h"
+#include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(pg_slotsync_create_logical_replication_slot);
 PG_FUNCTION_INFO_V1(pg_slotsync_alter_replication_slot);
@@ -329,18 +331,50 @@ pg_slotsync_slot_info(PG_FUNCTION_ARGS)
 	for (int i = 0; i < nslots; i++)
 	{
 		SlotMarker	marker;
-		Datum		values[3];
-		bool		nulls[3] = {false, false, false};
+		Datum		values[6];
+		bool		nulls[6] = {false, false, false, true, true, true};
+		const char *name = NameStr(slots[i].name);
 
-		slot_marker_read(NameStr(slots[i].name), &marker);
+		slot_marker_read(name, &marker);
 
 		values[0] = NameGetDatum(&slots[i].name);
-		values[1] = BoolGetDatum(slot_counts_as_failover(NameStr(slots[i].name),
+		values[1] = BoolGetDatum(slot_counts_as_failover(name,
 														 slots[i].is_logical,
 														 slots[i].persistency,
 														 marker.flags,
 														 in_recovery));
 		values[2] = BoolGetDatum((marker.flags & SLOT_MARKER_SYNCED) != 0);
+
+		/* sync state: for synced slots, from the syncing process if any */
+		if (marker.flags & SLOT_MARKER_SYNCED)
+		{
+			SyncState	state;
+			char		reason[256];
+			TimestampTz last_sync;
+			bool		ready = (marker.flags & SLOT_MARKER_READY) != 0;
+
+			if (slot_sync_status_lookup(name, &state, reason, sizeof(reason),
+										&last_sync))
+			{
+				/* the slot itself has the last word on readiness */
+				if (state == SYNC_STATE_READY && !ready)
+					state = SYNC_STATE_NOT_READY;
+				values[3] = CStringGetTextDatum(sync_state_name(state));
+				if (reason[0] != '\0')
+				{
+					values[4] = CStringGetTextDatum(reason);
+					nulls[4] = false;
+				}
+				if (last_sync != 0)
+				{
+					values[5] = TimestampTzGetDatum(last_sync);
+					nulls[5] = false;
+				}
+			}
+			else
+				values[3] = CStringGetTextDatum(ready ? "ready" : "not_ready");
+			nulls[3] = false;
+		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
 							 values, nulls);
 	}
