@@ -78,6 +78,24 @@ typedef enum SyncState
 	SYNC_STATE_ERROR
 } SyncState;
 
+/* Why a slot is not ready (stable names in sync_reason_name()) */
+typedef enum SyncReason
+{
+	SYNC_REASON_NONE,
+	SYNC_REASON_SAME_NAME_SLOT,
+	SYNC_REASON_REMOTE_INVALIDATED,
+	SYNC_REASON_REMOTE_INCOMPLETE,
+	SYNC_REASON_NO_DATABASE,
+	SYNC_REASON_LOCAL_INVALIDATED,
+	SYNC_REASON_WAL_NOT_FLUSHED,
+	SYNC_REASON_CREATING,
+	SYNC_REASON_LOCAL_AHEAD,
+	SYNC_REASON_REMOTE_BEHIND,
+	SYNC_REASON_FEEDBACK_PENDING,
+	SYNC_REASON_SLOT_MOVED,
+	SYNC_REASON_ERROR
+} SyncReason;
+
 /* What to do with one remote slot */
 typedef enum SyncAction
 {
@@ -105,13 +123,14 @@ typedef struct SyncDecision
 	SyncAction	action;
 	SyncState	state;			/* state after the action, if it succeeds */
 	bool		becomes_ready;	/* UPDATE makes a not-ready slot ready */
-	bool		data_loss_reason;	/* reason is core's "could lead to data
-									 * loss" kind */
-	char		reason[256];	/* why not ready, or "" */
+	SyncReason	reason_code;	/* why not ready, or SYNC_REASON_NONE */
+	char		reason[256];	/* ... in words, with the LSNs and xids */
 } SyncDecision;
 
 /* sync_decide.c: pure decisions, no side effects */
 extern void slot_sync_decide(const SyncInputs *in, SyncDecision *out);
+extern const char *sync_reason_name(SyncReason reason);
+extern bool sync_reason_is_data_loss(SyncReason reason);
 
 /* sync_remote.c: the connection to the primary */
 typedef struct PrimaryConn PrimaryConn;
@@ -135,7 +154,16 @@ extern const char *slot_sync_conninfo(void);
 extern void sync_anchor_ensure(XLogRecPtr upto);
 extern void sync_anchor_drop(void);
 extern XLogRecPtr sync_protected_from(void);
-extern void sync_read_local(const char *name, LocalSlot *local);
+/* A syncing process's copy of a slot's marker flags. */
+typedef struct MarkerCacheEntry
+{
+	bool		valid;
+	uint64		generation;		/* SlotSyncState->marker_generation then */
+	uint32		flags;
+} MarkerCacheEntry;
+
+extern void sync_read_local(const char *name, LocalSlot *local,
+							MarkerCacheEntry *cache);
 extern void sync_create_slot(const RemoteSlot *remote, Oid dboid);
 extern bool sync_update_slot(const RemoteSlot *remote, bool make_ready,
 							 const char *snapshot, Size snapshot_len);
@@ -150,7 +178,8 @@ extern Size slot_sync_status_shmem_size(void);
 extern void slot_sync_status_shmem_init(void *ptr, bool found);
 extern void slot_sync_status_begin_cycle(void);
 extern void slot_sync_status_set(const RemoteSlot *remote, SyncState state,
-								 const char *reason, bool synced_now);
+								 SyncReason code, const char *reason,
+								 bool synced_now);
 extern void slot_sync_status_end_cycle(void);
 extern void slot_sync_status_clear(void);
 extern bool slot_sync_status_lookup(const char *name, SyncState *state,
@@ -175,7 +204,8 @@ typedef struct SlotMemory
 	bool		had_copy;		/* we made or kept a local copy */
 	bool		listed;			/* listed by the primary this cycle */
 	XLogRecPtr	fileless_lsn;	/* primary has no snapshot file here */
-	char		last_reason[256];	/* last reason logged */
+	SyncReason	last_reason;	/* last kind of reason logged */
+	MarkerCacheEntry marker;	/* saves reading the marker every cycle */
 } SlotMemory;
 
 typedef struct SyncSession

@@ -88,6 +88,7 @@ CREATE FUNCTION pg_slotsync.sync_status_rows(
     OUT slot_name name,
     OUT database text,
     OUT state text,
+    OUT reason_code text,
     OUT reason text,
     OUT remote_restart_lsn pg_catalog.pg_lsn,
     OUT remote_confirmed_flush_lsn pg_catalog.pg_lsn,

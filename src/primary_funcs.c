@@ -56,6 +56,8 @@
 #include "slot_marker.h"
 #include "storage/fd.h"
 #include "storage/latch.h"
+#include "storage/proc.h"
+#include "utils/snapmgr.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/pg_lsn.h"
@@ -341,6 +343,17 @@ pg_slotsync_wait_for_failover_slot_change(PG_FUNCTION_ARGS)
 	cache.generation = 0;
 	cache.names_hash = 0;
 	cache.read_at = 0;
+
+	/*
+	 * Waiting for up to timeout_ms inside a SELECT would hold this
+	 * backend's snapshot xmin all that time, over and over, holding back
+	 * vacuum on the whole primary like a long-running query.  Nothing below
+	 * reads a table (only shared memory and the marker files), and the
+	 * result is built from shared memory too, so give the xmin up; the end
+	 * of the transaction recomputes it anyway.
+	 */
+	InvalidateCatalogSnapshot();
+	MyProc->xmin = InvalidTransactionId;
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	for (;;)

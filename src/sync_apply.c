@@ -167,10 +167,13 @@ sync_protected_from(void)
 }
 
 /*
- * What the standby has under this name.
+ * What the standby has under this name.  With a cache, the marker file is
+ * read again only when some marker was written since (markers of synced
+ * slots are only written by the syncing process, and a slot dropped and
+ * created again by sync writes a new one).
  */
 void
-sync_read_local(const char *name, LocalSlot *local)
+sync_read_local(const char *name, LocalSlot *local, MarkerCacheEntry *cache)
 {
 	ReplicationSlot *slot;
 	SlotMarker	marker;
@@ -199,7 +202,21 @@ sync_read_local(const char *name, LocalSlot *local)
 		return;
 
 	/* only persistent slots carrying our marker are ours */
-	slot_marker_read(name, &marker);
+	if (cache != NULL && cache->valid &&
+		cache->generation == pg_atomic_read_u64(&SlotSyncState->marker_generation))
+		marker.flags = cache->flags;
+	else
+	{
+		uint64		generation = pg_atomic_read_u64(&SlotSyncState->marker_generation);
+
+		slot_marker_read(name, &marker);
+		if (cache != NULL)
+		{
+			cache->valid = true;
+			cache->generation = generation;
+			cache->flags = marker.flags;
+		}
+	}
 	local->synced = local->synced && (marker.flags & SLOT_MARKER_SYNCED) != 0;
 	local->ready = local->synced && (marker.flags & SLOT_MARKER_READY) != 0;
 }
@@ -469,7 +486,7 @@ sync_drop_not_ready_slots(void)
 	{
 		LocalSlot	local;
 
-		sync_read_local(NameStr(names[i]), &local);
+		sync_read_local(NameStr(names[i]), &local, NULL);
 		if (local.exists && local.synced && !local.ready)
 		{
 			sync_drop_slot(NameStr(names[i]), true);

@@ -203,22 +203,27 @@ complain_fetch_failed(SyncComplaint *c, const char *err)
 				 (strlen(err) > 6 && err[5] == ':') ? err + 6 : err);
 }
 
+/*
+ * Log why a slot is not ready, once per change of the kind of reason: the
+ * words carry LSNs that move with every cycle, the kind does not.
+ */
 static void
 log_reason_change(SlotMemory *mem, const char *name, const SyncDecision *d)
 {
-	if (strcmp(mem->last_reason, d->reason) == 0)
+	if (mem->last_reason == d->reason_code)
 		return;
-	strlcpy(mem->last_reason, d->reason, sizeof(mem->last_reason));
-	if (d->reason[0] == '\0' || d->action == SYNC_ACTION_CREATE)
+	mem->last_reason = d->reason_code;
+	if (d->reason_code == SYNC_REASON_NONE ||
+		d->reason_code == SYNC_REASON_CREATING)
 		return;
 
-	if (d->state == SYNC_STATE_CONFLICT)
+	if (d->reason_code == SYNC_REASON_SAME_NAME_SLOT)
 		ereport(LOG,
 				(errmsg("skipping synchronization of replication slot \"%s\"",
 						name),
 				 errdetail("A replication slot of the same name that was not synchronized from the primary exists on the standby."),
 				 errhint("Drop or rename the standby's slot, or clear the failover flag of the primary's slot.")));
-	else if (d->data_loss_reason)
+	else if (sync_reason_is_data_loss(d->reason_code))
 		ereport(LOG,
 				(errmsg("could not synchronize replication slot \"%s\"", name),
 				 errdetail("Synchronization could lead to data loss, because %s.",
@@ -257,7 +262,7 @@ sync_one_slot(SyncSession *session, const RemoteSlot *remote,
 
 	for (int attempt = 0; attempt < 2; attempt++)
 	{
-		sync_read_local(name, &in.local);
+		sync_read_local(name, &in.local, &mem->marker);
 		if (mem->had_copy && !in.local.exists)
 			ereport(LOG,
 					(errmsg("replication slot \"%s\" was dropped on the standby; synchronizing it again",
@@ -311,11 +316,14 @@ sync_one_slot(SyncSession *session, const RemoteSlot *remote,
 			{
 				/* the slot moved on meanwhile; the next cycle sees where */
 				result->pending = true;
-				slot_sync_status_set(remote, d.state == SYNC_STATE_READY ?
-									 SYNC_STATE_READY : SYNC_STATE_NOT_READY,
-									 d.state == SYNC_STATE_READY ? "" :
-									 "the slot moved on the primary while it was being synchronized",
-									 false);
+				if (d.state == SYNC_STATE_READY)
+					slot_sync_status_set(remote, SYNC_STATE_READY,
+										 SYNC_REASON_NONE, "", false);
+				else
+					slot_sync_status_set(remote, SYNC_STATE_NOT_READY,
+										 SYNC_REASON_SLOT_MOVED,
+										 "the slot moved on the primary while it was being synchronized",
+										 false);
 				return;
 			}
 			if (rc == 0)
@@ -344,7 +352,8 @@ sync_one_slot(SyncSession *session, const RemoteSlot *remote,
 		result->pending = true;
 
 	log_reason_change(mem, name, &d);
-	slot_sync_status_set(remote, d.state, d.reason, synced_now);
+	slot_sync_status_set(remote, d.state, d.reason_code, d.reason,
+						 synced_now);
 }
 
 /*
@@ -376,7 +385,7 @@ drop_unlisted_slots(SyncSession *session, RemoteSlot *slots, int nslots,
 		{
 			LocalSlot	local;
 
-			sync_read_local(NameStr(names[i]), &local);
+			sync_read_local(NameStr(names[i]), &local, NULL);
 			if (local.exists && local.synced)
 				slot_memory(session, NameStr(names[i]))->had_copy = true;
 		}
@@ -396,7 +405,7 @@ drop_unlisted_slots(SyncSession *session, RemoteSlot *slots, int nslots,
 			continue;
 		if (m->had_copy)
 		{
-			sync_read_local(NameStr(m->name), &local);
+			sync_read_local(NameStr(m->name), &local, &m->marker);
 			if (local.exists && local.synced)
 			{
 				if (OidIsValid(local.database))
@@ -515,10 +524,15 @@ slot_sync_cycle(SyncSession *session, int wait_ms, SyncCycleResult *result,
 			memset(&d, 0, sizeof(d));
 			d.state = SYNC_STATE_ERROR;
 			d.action = SYNC_ACTION_NONE;
+			d.reason_code = SYNC_REASON_ERROR;
 			strlcpy(d.reason, edata->message, sizeof(d.reason));
-			log_reason_change(mem, NameStr(remote->name), &d);
-			slot_sync_status_set(remote, SYNC_STATE_ERROR, edata->message,
-								 false);
+			if (mem->last_reason != SYNC_REASON_ERROR)
+				ereport(LOG,
+						(errmsg("could not synchronize replication slot \"%s\": %s",
+								NameStr(remote->name), edata->message)));
+			mem->last_reason = SYNC_REASON_ERROR;
+			slot_sync_status_set(remote, SYNC_STATE_ERROR, SYNC_REASON_ERROR,
+								 edata->message, false);
 			result->pending = true;
 			FreeErrorData(edata);
 		}

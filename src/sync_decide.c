@@ -55,18 +55,70 @@
 #include "slot_sync.h"
 
 static void
-set_reason(SyncDecision *out, bool data_loss, const char *fmt,...)
+set_reason(SyncDecision *out, SyncReason code, const char *fmt,...)
 			pg_attribute_printf(3, 4);
 
 static void
-set_reason(SyncDecision *out, bool data_loss, const char *fmt,...)
+set_reason(SyncDecision *out, SyncReason code, const char *fmt,...)
 {
 	va_list		args;
 
 	va_start(args, fmt);
 	vsnprintf(out->reason, sizeof(out->reason), fmt, args);
 	va_end(args);
-	out->data_loss_reason = data_loss;
+	out->reason_code = code;
+}
+
+/* a ready copy stays ready while it waits for a transient condition */
+static void
+clear_reason(SyncDecision *out)
+{
+	out->reason[0] = '\0';
+	out->reason_code = SYNC_REASON_NONE;
+}
+
+const char *
+sync_reason_name(SyncReason reason)
+{
+	switch (reason)
+	{
+		case SYNC_REASON_NONE:
+			return NULL;
+		case SYNC_REASON_SAME_NAME_SLOT:
+			return "same_name_slot";
+		case SYNC_REASON_REMOTE_INVALIDATED:
+			return "remote_invalidated";
+		case SYNC_REASON_REMOTE_INCOMPLETE:
+			return "remote_incomplete";
+		case SYNC_REASON_NO_DATABASE:
+			return "database_missing";
+		case SYNC_REASON_LOCAL_INVALIDATED:
+			return "local_invalidated";
+		case SYNC_REASON_WAL_NOT_FLUSHED:
+			return "wal_not_flushed";
+		case SYNC_REASON_CREATING:
+			return "creating";
+		case SYNC_REASON_LOCAL_AHEAD:
+			return "local_ahead";
+		case SYNC_REASON_REMOTE_BEHIND:
+			return "wal_or_rows_removed";
+		case SYNC_REASON_FEEDBACK_PENDING:
+			return "feedback_pending";
+		case SYNC_REASON_SLOT_MOVED:
+			return "slot_moved";
+		case SYNC_REASON_ERROR:
+			return "error";
+	}
+	return "unknown";
+}
+
+/* Reasons core words as "Synchronization could lead to data loss" */
+bool
+sync_reason_is_data_loss(SyncReason reason)
+{
+	return reason == SYNC_REASON_WAL_NOT_FLUSHED ||
+		reason == SYNC_REASON_REMOTE_BEHIND ||
+		reason == SYNC_REASON_FEEDBACK_PENDING;
 }
 
 static bool
@@ -100,7 +152,7 @@ slot_sync_decide(const SyncInputs *in, SyncDecision *out)
 	if (l->exists && (!l->synced || !l->is_logical))
 	{
 		out->state = SYNC_STATE_CONFLICT;
-		set_reason(out, false,
+		set_reason(out, SYNC_REASON_SAME_NAME_SLOT,
 				   "a replication slot of the same name that was not synchronized from the primary exists on the standby");
 		return;
 	}
@@ -108,7 +160,8 @@ slot_sync_decide(const SyncInputs *in, SyncDecision *out)
 	if (r->invalidated)
 	{
 		out->state = SYNC_STATE_INVALIDATED;
-		set_reason(out, false, "the slot is invalidated on the primary");
+		set_reason(out, SYNC_REASON_REMOTE_INVALIDATED,
+				   "the slot is invalidated on the primary");
 		if (l->exists && !l->invalidated)
 			out->action = SYNC_ACTION_INVALIDATE;
 		return;
@@ -119,14 +172,15 @@ slot_sync_decide(const SyncInputs *in, SyncDecision *out)
 		XLogRecPtrIsInvalid(r->confirmed_flush) ||
 		!TransactionIdIsValid(r->catalog_xmin))
 	{
-		set_reason(out, false, "the slot is still being created on the primary");
+		set_reason(out, SYNC_REASON_REMOTE_INCOMPLETE,
+				   "the slot is still being created on the primary");
 		return;
 	}
 
 	if (!in->database_exists)
 	{
 		out->state = SYNC_STATE_ERROR;
-		set_reason(out, false, "database \"%s\" of the slot does not exist on the standby",
+		set_reason(out, SYNC_REASON_NO_DATABASE, "database \"%s\" of the slot does not exist on the standby",
 				   NameStr(r->database));
 		return;
 	}
@@ -136,19 +190,20 @@ slot_sync_decide(const SyncInputs *in, SyncDecision *out)
 	{
 		out->action = SYNC_ACTION_RECREATE;
 		out->state = SYNC_STATE_NOT_READY;
-		set_reason(out, false, "the standby's copy was invalidated on the standby only");
+		set_reason(out, SYNC_REASON_LOCAL_INVALIDATED,
+				   "the standby's copy was invalidated on the standby only");
 		return;
 	}
 
 	/* never point beyond what the standby has */
 	if (r->confirmed_flush > in->standby_flush)
 	{
-		set_reason(out, true,
+		set_reason(out, SYNC_REASON_WAL_NOT_FLUSHED,
 				   "the primary's slot has confirmed LSN %X/%X, which the standby has not flushed yet (flushed up to %X/%X)",
 				   LSN_FORMAT_ARGS(r->confirmed_flush),
 				   LSN_FORMAT_ARGS(in->standby_flush));
 		if (out->state == SYNC_STATE_READY)
-			out->reason[0] = '\0';	/* a ready copy stays ready meanwhile */
+			clear_reason(out);
 		return;
 	}
 
@@ -156,7 +211,8 @@ slot_sync_decide(const SyncInputs *in, SyncDecision *out)
 	{
 		out->action = SYNC_ACTION_CREATE;
 		out->state = SYNC_STATE_NOT_READY;
-		set_reason(out, false, "the slot is being created on the standby");
+		set_reason(out, SYNC_REASON_CREATING,
+				   "the slot is being created on the standby");
 		return;
 	}
 
@@ -169,18 +225,18 @@ slot_sync_decide(const SyncInputs *in, SyncDecision *out)
 			/* the primary's slot is another one now, or ours was moved */
 			out->action = SYNC_ACTION_RECREATE;
 			out->state = SYNC_STATE_NOT_READY;
-			set_reason(out, false,
+			set_reason(out, SYNC_REASON_LOCAL_AHEAD,
 					   "the standby's copy (confirmed LSN %X/%X) is ahead of the primary's slot (confirmed LSN %X/%X)",
 					   LSN_FORMAT_ARGS(l->confirmed_flush),
 					   LSN_FORMAT_ARGS(r->confirmed_flush));
 			return;
 		}
-		set_reason(out, true,
+		set_reason(out, SYNC_REASON_REMOTE_BEHIND,
 				   "the remote slot needs WAL at LSN %X/%X and catalog xmin %u, but the standby has LSN %X/%X and catalog xmin %u",
 				   LSN_FORMAT_ARGS(r->restart_lsn), r->catalog_xmin,
 				   LSN_FORMAT_ARGS(l->restart_lsn), l->catalog_xmin);
 		if (out->state == SYNC_STATE_READY)
-			out->reason[0] = '\0';
+			clear_reason(out);
 		return;
 	}
 
@@ -198,11 +254,11 @@ slot_sync_decide(const SyncInputs *in, SyncDecision *out)
 		if (remote_differs(r, l))
 			out->action = SYNC_ACTION_UPDATE;
 		if (!in->primary_keeps_catalog)
-			set_reason(out, true,
+			set_reason(out, SYNC_REASON_FEEDBACK_PENDING,
 					   "the primary does not yet keep catalog rows for catalog xmin %u: its physical slot for this standby has no catalog_xmin (hot_standby_feedback has not arrived)",
 					   r->catalog_xmin);
 		else
-			set_reason(out, true,
+			set_reason(out, SYNC_REASON_FEEDBACK_PENDING,
 					   "the primary does not yet keep catalog rows for catalog xmin %u: its physical slot for this standby has catalog_xmin %u",
 					   r->catalog_xmin, in->primary_catalog_xmin);
 		return;

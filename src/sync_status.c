@@ -45,6 +45,7 @@ typedef struct SyncStatusEntry
 	NameData	name;
 	NameData	database;
 	SyncState	state;
+	SyncReason	reason_code;
 	bool		seen;			/* listed in the current cycle */
 	XLogRecPtr	remote_restart_lsn;
 	XLogRecPtr	remote_confirmed_flush;
@@ -156,7 +157,7 @@ slot_sync_status_begin_cycle(void)
 
 void
 slot_sync_status_set(const RemoteSlot *remote, SyncState state,
-					 const char *reason, bool synced_now)
+					 SyncReason code, const char *reason, bool synced_now)
 {
 	SyncStatusEntry *entry = NULL;
 
@@ -180,6 +181,7 @@ slot_sync_status_set(const RemoteSlot *remote, SyncState state,
 	{
 		entry->database = remote->database;
 		entry->state = state;
+		entry->reason_code = code;
 		entry->seen = true;
 		entry->remote_restart_lsn = remote->restart_lsn;
 		entry->remote_confirmed_flush = remote->confirmed_flush;
@@ -262,32 +264,37 @@ pg_slotsync_sync_status(PG_FUNCTION_ARGS)
 	for (int i = 0; i < n; i++)
 	{
 		SyncStatusEntry *e = &copy[i];
-		Datum		values[8];
-		bool		nulls[8] = {0};
+		Datum		values[9];
+		bool		nulls[9] = {0};
+		const char *code = sync_reason_name(e->reason_code);
 
 		values[0] = NameGetDatum(&e->name);
 		values[1] = CStringGetTextDatum(NameStr(e->database));
 		values[2] = CStringGetTextDatum(sync_state_name(e->state));
-		if (e->reason[0] != '\0')
-			values[3] = CStringGetTextDatum(e->reason);
+		if (code != NULL)
+			values[3] = CStringGetTextDatum(code);
 		else
 			nulls[3] = true;
-		if (XLogRecPtrIsInvalid(e->remote_restart_lsn))
-			nulls[4] = true;
+		if (e->reason[0] != '\0')
+			values[4] = CStringGetTextDatum(e->reason);
 		else
-			values[4] = LSNGetDatum(e->remote_restart_lsn);
-		if (XLogRecPtrIsInvalid(e->remote_confirmed_flush))
+			nulls[4] = true;
+		if (XLogRecPtrIsInvalid(e->remote_restart_lsn))
 			nulls[5] = true;
 		else
-			values[5] = LSNGetDatum(e->remote_confirmed_flush);
-		if (TransactionIdIsValid(e->remote_catalog_xmin))
-			values[6] = TransactionIdGetDatum(e->remote_catalog_xmin);
-		else
+			values[5] = LSNGetDatum(e->remote_restart_lsn);
+		if (XLogRecPtrIsInvalid(e->remote_confirmed_flush))
 			nulls[6] = true;
-		if (e->last_sync != 0)
-			values[7] = TimestampTzGetDatum(e->last_sync);
+		else
+			values[6] = LSNGetDatum(e->remote_confirmed_flush);
+		if (TransactionIdIsValid(e->remote_catalog_xmin))
+			values[7] = TransactionIdGetDatum(e->remote_catalog_xmin);
 		else
 			nulls[7] = true;
+		if (e->last_sync != 0)
+			values[8] = TimestampTzGetDatum(e->last_sync);
+		else
+			nulls[8] = true;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
 							 values, nulls);
 	}
