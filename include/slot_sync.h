@@ -124,6 +124,7 @@ typedef struct SyncDecision
 	SyncState	state;			/* state after the action, if it succeeds */
 	bool		becomes_ready;	/* UPDATE makes a not-ready slot ready */
 	SyncReason	reason_code;	/* why not ready, or SYNC_REASON_NONE */
+	XLogRecPtr	needs_flush;	/* retry once the standby flushed this */
 	char		reason[256];	/* ... in words, with the LSNs and xids */
 } SyncDecision;
 
@@ -194,6 +195,7 @@ typedef struct SyncCycleResult
 	int			nready;
 	int			nchanged;
 	bool		pending;		/* some slot may become ready soon */
+	XLogRecPtr	flush_needed;	/* a slot waits for the standby's WAL */
 } SyncCycleResult;
 
 /* What a syncing process remembers about each slot between cycles. */

@@ -14,7 +14,7 @@
  *
  * The token is a 64-bit hash over what the standby copies: each failover
  * slot's name, positions, catalog_xmin, two_phase state and invalidation,
- * plus the standby's physical slot (its catalog_xmin is how the standby
+ * plus the catalog_xmin of the standby's physical slot (how the standby
  * learns its hot_standby_feedback has arrived).  Waiting is a cheap scan of
  * the slot array in shared memory every few milliseconds; PostgreSQL 15 has
  * no event to wait for when a slot moves.
@@ -284,7 +284,11 @@ compute_change_token(const SlotCopy *slots, int nslots,
 		if (standby_slot != NULL && !s->is_logical &&
 			strcmp(NameStr(s->name), standby_slot) == 0)
 		{
-			h = hash_lsn(h, s->restart_lsn ^ UINT64CONST(0x5555));
+			/*
+			 * Only its catalog_xmin: it tells the standby its feedback has
+			 * arrived.  Its restart_lsn moves with every WAL flush of the
+			 * standby, which would wake the standby for nothing.
+			 */
 			h = hash_combine64(h, s->catalog_xmin);
 			continue;
 		}

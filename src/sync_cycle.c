@@ -346,6 +346,8 @@ sync_one_slot(SyncSession *session, const RemoteSlot *remote,
 	else if (d.state == SYNC_STATE_READY && d.reason[0] == '\0')
 		synced_now = true;		/* already equal */
 
+	if (!XLogRecPtrIsInvalid(d.needs_flush))
+		result->flush_needed = Max(result->flush_needed, d.needs_flush);
 	if (d.state == SYNC_STATE_READY)
 		result->nready++;
 	else if (d.state == SYNC_STATE_NOT_READY)

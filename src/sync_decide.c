@@ -198,6 +198,7 @@ slot_sync_decide(const SyncInputs *in, SyncDecision *out)
 	/* never point beyond what the standby has */
 	if (r->confirmed_flush > in->standby_flush)
 	{
+		out->needs_flush = r->confirmed_flush;
 		set_reason(out, SYNC_REASON_WAL_NOT_FLUSHED,
 				   "the primary's slot has confirmed LSN %X/%X, which the standby has not flushed yet (flushed up to %X/%X)",
 				   LSN_FORMAT_ARGS(r->confirmed_flush),

@@ -324,6 +324,29 @@ worker_sleep(long ms)
 	}
 }
 
+/*
+ * Wait (at most a few seconds) until this standby has flushed "lsn".  The
+ * walreceiver has no way to wake us, so look every couple of milliseconds;
+ * this only happens while the standby trails a slot that just moved.
+ */
+static void
+wait_for_local_flush(XLogRecPtr lsn)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
+
+	while (!worker_interrupted() && GetCurrentTimestamp() < until)
+	{
+		if (GetWalRcvFlushRecPtr(NULL, NULL) >= lsn ||
+			GetXLogReplayRecPtr(NULL) >= lsn)
+			break;
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 2, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
 void
 pg_slotsync_worker_main(Datum arg)
 {
@@ -333,6 +356,7 @@ pg_slotsync_worker_main(Datum arg)
 	SyncCycleResult result = {0};
 	char	   *local_db;
 	int			retry_ms = SYNC_RETRY_MIN_MS;
+	int			next_wait_ms = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
@@ -390,6 +414,7 @@ pg_slotsync_worker_main(Datum arg)
 				session.conn = NULL;
 				session.have_token = false;
 				retry_ms = SYNC_RETRY_MIN_MS;
+				next_wait_ms = 0;
 			}
 		}
 
@@ -416,9 +441,7 @@ pg_slotsync_worker_main(Datum arg)
 			}
 		}
 
-		status = slot_sync_cycle(&session,
-								 result.pending ? SYNC_PENDING_WAIT_MS : SYNC_IDLE_WAIT_MS,
-								 &result, &complaint);
+		status = slot_sync_cycle(&session, next_wait_ms, &result, &complaint);
 		if (status == SYNC_CYCLE_FAILED)
 		{
 			log_complaint(&complaint);
@@ -436,8 +459,22 @@ pg_slotsync_worker_main(Datum arg)
 			continue;
 		}
 		retry_ms = SYNC_RETRY_MIN_MS;
-		if (result.pending && result.nchanged == 0)
-			worker_sleep(20);	/* local progress (WAL, feedback) takes a moment */
+		if (!XLogRecPtrIsInvalid(result.flush_needed))
+		{
+			/*
+			 * The primary's slot is ahead of the WAL this standby has: that
+			 * WAL is on its way, and the primary has nothing new to say, so
+			 * watch the local flush position and go again once it passes.
+			 */
+			wait_for_local_flush(result.flush_needed);
+			next_wait_ms = 0;
+		}
+		else
+		{
+			if (result.pending && result.nchanged == 0)
+				worker_sleep(20);	/* local progress takes a moment */
+			next_wait_ms = result.pending ? SYNC_PENDING_WAIT_MS : SYNC_IDLE_WAIT_MS;
+		}
 	}
 }
 
