@@ -5,7 +5,7 @@ CREATE EXTENSION pg_slotsync;
 -- The view has every column of pg_replication_slots, in order, plus ours.
 SELECT (SELECT array_agg(attname ORDER BY attnum) FROM pg_attribute
         WHERE attrelid = 'pg_catalog.pg_replication_slots'::regclass AND attnum > 0)
-       || ARRAY['failover', 'synced']::name[]
+       || ARRAY['failover', 'synced', 'sync_state', 'sync_reason', 'last_sync_time']::name[]
      = (SELECT array_agg(attname ORDER BY attnum) FROM pg_attribute
         WHERE attrelid = 'pg_slotsync.replication_slots'::regclass AND attnum > 0)
        AS view_has_core_columns_plus_ours;
