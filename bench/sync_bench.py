@@ -200,11 +200,12 @@ def lag_sample(sysm, slot, poll_ms, timeout=120):
     part is the slot sync's own, the first includes physical replication."""
     p, s = sysm.primary, sysm.standby
     with p.connect() as pc, s.connect() as sc, pc.cursor() as pcur, sc.cursor() as scur:
-        # a change to consume, then the consumer confirms it
-        t0 = time.time()
+        # a change to consume, then the consumer confirms it: the slot has
+        # advanced when pg_replication_slot_advance() returns
         pcur.execute("INSERT INTO t (v) VALUES ('sample')")
         pcur.execute("SELECT end_lsn FROM pg_replication_slot_advance(%s, pg_current_wal_lsn())", (slot,))
         target = pcur.fetchone()[0]
+        t0 = time.time()
         received = None
         while True:
             scur.execute("SELECT pg_last_wal_receive_lsn() >= %s::pg_lsn, "
@@ -215,7 +216,7 @@ def lag_sample(sysm, slot, poll_ms, timeout=120):
             if got_wal and received is None:
                 received = now
             if synced:
-                return (now - t0, now - (received or now))
+                return (now - t0, now - max(received or now, t0))
             if now - t0 > timeout:
                 return (float("inf"), float("inf"))
             time.sleep(poll_ms / 1000.0)

@@ -201,8 +201,7 @@ typedef struct SyncCycleResult
 /* What a syncing process remembers about each slot between cycles. */
 typedef struct SlotMemory
 {
-	NameData	name;
-	bool		in_use;
+	NameData	name;			/* hash key */
 	bool		had_copy;		/* we made or kept a local copy */
 	bool		listed;			/* listed by the primary this cycle */
 	XLogRecPtr	fileless_lsn;	/* primary has no snapshot file here */
@@ -217,9 +216,8 @@ typedef struct SyncSession
 	uint64		token;
 	MemoryContext cycle_cxt;
 	bool		(*interrupted) (void);
-	/* per-slot memory: last reason logged, known file-less restart_lsns */
-	SlotMemory *memory;
-	int			nmemory;
+	/* per-slot memory (SlotMemory by name): see sync_cycle.c */
+	struct HTAB *memory;
 } SyncSession;
 
 /* A configuration problem, worded for the log or for an ERROR. */
@@ -240,6 +238,8 @@ typedef enum SyncCycleStatus
 extern bool slot_sync_validate_local(SyncComplaint *complaint);
 extern bool slot_sync_validate_primary(const PrimaryInfo *info,
 									   SyncComplaint *complaint);
+extern void slot_sync_listed_names(SyncSession *session, NameData **names,
+								   int *nnames);
 extern SyncCycleStatus slot_sync_cycle(SyncSession *session, int wait_ms,
 									   SyncCycleResult *result,
 									   SyncComplaint *complaint);

@@ -209,11 +209,13 @@ pg_slotsync_failover_slots(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-/* The failover flags a waiting backend has read, by slot name. */
+/*
+ * The failover flags a waiting backend has read, in the order of the slot
+ * array; valid while the names (in that order) hash the same.
+ */
 typedef struct MarkerCache
 {
 	int			nslots;
-	NameData   *names;
 	uint32	   *flags;
 	uint64		generation;
 	uint64		names_hash;
@@ -241,7 +243,6 @@ marker_cache_refresh(MarkerCache *cache, const SlotCopy *slots, int nslots,
 	{
 		SlotMarker	marker;
 
-		cache->names[i] = slots[i].name;
 		/* a slot dropped since the copy reads as "no marker": fine */
 		slot_marker_read(NameStr(slots[i].name), &marker);
 		cache->flags[i] = marker.flags;
@@ -249,15 +250,6 @@ marker_cache_refresh(MarkerCache *cache, const SlotCopy *slots, int nslots,
 	cache->nslots = nslots;
 	cache->names_hash = names_hash;
 	cache->read_at = GetCurrentTimestamp();
-}
-
-static uint32
-marker_cache_flags(const MarkerCache *cache, const char *name)
-{
-	for (int i = 0; i < cache->nslots; i++)
-		if (strcmp(NameStr(cache->names[i]), name) == 0)
-			return cache->flags[i];
-	return 0;
 }
 
 static uint64
@@ -294,7 +286,7 @@ compute_change_token(const SlotCopy *slots, int nslots,
 		}
 		if (!s->is_logical ||
 			!slot_counts_as_failover(NameStr(s->name), true, s->persistency,
-									 marker_cache_flags(cache, NameStr(s->name)),
+									 cache->flags[i],
 									 in_recovery))
 			continue;
 		h = hash_combine64(h, hash_bytes_extended((const unsigned char *) NameStr(s->name),
@@ -341,7 +333,6 @@ pg_slotsync_wait_for_failover_slot_change(PG_FUNCTION_ARGS)
 		elog(ERROR, "return type must be a row type");
 
 	slots = palloc(sizeof(SlotCopy) * Max(max_replication_slots, 1));
-	cache.names = palloc(sizeof(NameData) * Max(max_replication_slots, 1));
 	cache.flags = palloc(sizeof(uint32) * Max(max_replication_slots, 1));
 	cache.nslots = -1;			/* forces a first read */
 	cache.generation = 0;

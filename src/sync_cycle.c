@@ -35,44 +35,108 @@
 #include "slot_sync.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
 static SlotMemory *
 slot_memory(SyncSession *session, const char *name)
 {
-	SlotMemory *free_entry = NULL;
+	SlotMemory *mem;
+	bool		found;
+	NameData	key;
 
-	for (int i = 0; i < session->nmemory; i++)
+	if (session->memory == NULL)
 	{
-		SlotMemory *m = &session->memory[i];
+		HASHCTL		ctl;
 
-		if (m->in_use && strcmp(NameStr(m->name), name) == 0)
-			return m;
-		if (!m->in_use && free_entry == NULL)
-			free_entry = m;
+		ctl.keysize = sizeof(NameData);
+		ctl.entrysize = sizeof(SlotMemory);
+		ctl.hcxt = TopMemoryContext;
+		session->memory = hash_create("pg_slotsync slot memory", 64, &ctl,
+									  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	}
-	if (free_entry == NULL)
+	namestrcpy(&key, name);
+	mem = hash_search(session->memory, &key, HASH_ENTER, &found);
+	if (!found)
 	{
-		int			newsize = Max(16, session->nmemory * 2);
-
-		if (session->memory == NULL)
-			session->memory = MemoryContextAllocZero(TopMemoryContext,
-													 sizeof(SlotMemory) * newsize);
-		else
-		{
-			session->memory = repalloc(session->memory,
-									   sizeof(SlotMemory) * newsize);
-			memset(&session->memory[session->nmemory], 0,
-				   sizeof(SlotMemory) * (newsize - session->nmemory));
-		}
-		free_entry = &session->memory[session->nmemory];
-		session->nmemory = newsize;
+		memset(mem, 0, sizeof(*mem));
+		mem->name = key;
 	}
-	memset(free_entry, 0, sizeof(*free_entry));
-	free_entry->in_use = true;
-	namestrcpy(&free_entry->name, name);
-	return free_entry;
+	return mem;
+}
+
+/*
+ * The names the primary listed in the last cycle (palloc'd).
+ */
+void
+slot_sync_listed_names(SyncSession *session, NameData **names, int *nnames)
+{
+	HASH_SEQ_STATUS seq;
+	SlotMemory *mem;
+	int			n = 0;
+
+	*names = palloc(sizeof(NameData) *
+					Max(1, session->memory ? hash_get_num_entries(session->memory) : 1));
+	if (session->memory != NULL)
+	{
+		hash_seq_init(&seq, session->memory);
+		while ((mem = hash_seq_search(&seq)) != NULL)
+			if (mem->listed)
+				(*names)[n++] = mem->name;
+	}
+	*nnames = n;
+}
+
+/*
+ * The OID of a database by name, looked up once per cycle.
+ */
+typedef struct DatabaseOidCache
+{
+	int			n;
+	NameData   *names;
+	Oid		   *oids;
+} DatabaseOidCache;
+
+static Oid
+database_oid(DatabaseOidCache *cache, const char *name)
+{
+	Oid			oid;
+
+	for (int i = 0; i < cache->n; i++)
+		if (strcmp(NameStr(cache->names[i]), name) == 0)
+			return cache->oids[i];
+	oid = get_database_oid(name, true);
+	if (cache->n % 16 == 0)
+	{
+		cache->names = cache->n ? repalloc(cache->names, sizeof(NameData) * (cache->n + 16)) :
+			palloc(sizeof(NameData) * 16);
+		cache->oids = cache->n ? repalloc(cache->oids, sizeof(Oid) * (cache->n + 16)) :
+			palloc(sizeof(Oid) * 16);
+	}
+	namestrcpy(&cache->names[cache->n], name);
+	cache->oids[cache->n++] = oid;
+	return oid;
+}
+
+/*
+ * The common case under load: a ready copy already equal to the primary's
+ * slot.  Recognized from shared memory and the cached marker alone, without
+ * a subtransaction or a catalog lookup.
+ */
+static bool
+unchanged_ready_copy(const RemoteSlot *remote, SlotMemory *mem)
+{
+	LocalSlot	local;
+
+	if (remote->invalidated || !mem->had_copy || !mem->marker.valid)
+		return false;
+	sync_read_local(NameStr(remote->name), &local, &mem->marker);
+	return local.exists && local.synced && local.ready && local.is_logical &&
+		!local.invalidated &&
+		local.restart_lsn == remote->restart_lsn &&
+		local.confirmed_flush == remote->confirmed_flush &&
+		local.catalog_xmin == remote->catalog_xmin;
 }
 
 static void
@@ -240,7 +304,8 @@ log_reason_change(SlotMemory *mem, const char *name, const SyncDecision *d)
 static void
 sync_one_slot(SyncSession *session, const RemoteSlot *remote,
 			  const PrimaryInfo *info, XLogRecPtr standby_flush,
-			  SlotMemory *mem, SyncCycleResult *result)
+			  SlotMemory *mem, DatabaseOidCache *dbcache,
+			  SyncCycleResult *result)
 {
 	const char *name = NameStr(remote->name);
 	SyncInputs	in;
@@ -254,7 +319,7 @@ sync_one_slot(SyncSession *session, const RemoteSlot *remote,
 	in.primary_keeps_catalog = TransactionIdIsValid(info->standby_slot_catalog_xmin);
 	in.primary_catalog_xmin = info->standby_slot_catalog_xmin;
 
-	dboid = get_database_oid(NameStr(remote->database), true);
+	dboid = database_oid(dbcache, NameStr(remote->database));
 	in.database_exists = OidIsValid(dboid);
 	/* keep DROP DATABASE replay from racing with us on this slot */
 	if (in.database_exists)
@@ -393,30 +458,45 @@ drop_unlisted_slots(SyncSession *session, RemoteSlot *slots, int nslots,
 		}
 	}
 
-	for (int i = 0; i < session->nmemory; i++)
-		session->memory[i].listed = false;
+	/* which remembered slots did the primary list this time? */
+	if (session->memory != NULL)
+	{
+		HASH_SEQ_STATUS seq;
+		SlotMemory *m;
+
+		hash_seq_init(&seq, session->memory);
+		while ((m = hash_seq_search(&seq)) != NULL)
+			m->listed = false;
+	}
 	for (int i = 0; i < nslots; i++)
 		slot_memory(session, NameStr(slots[i].name))->listed = true;
 
-	for (int i = 0; i < session->nmemory; i++)
+	if (session->memory != NULL)
 	{
-		SlotMemory *m = &session->memory[i];
-		LocalSlot	local;
+		HASH_SEQ_STATUS seq;
+		SlotMemory *m;
 
-		if (!m->in_use || m->listed)
-			continue;
-		if (m->had_copy)
+		hash_seq_init(&seq, session->memory);
+		while ((m = hash_seq_search(&seq)) != NULL)
 		{
-			sync_read_local(NameStr(m->name), &local, &m->marker);
-			if (local.exists && local.synced)
+			LocalSlot	local;
+
+			if (m->listed)
+				continue;
+			if (m->had_copy)
 			{
-				if (OidIsValid(local.database))
-					LockSharedObject(DatabaseRelationId, local.database, 0,
-									 AccessShareLock);
-				sync_drop_slot(NameStr(m->name), true);
+				sync_read_local(NameStr(m->name), &local, &m->marker);
+				if (local.exists && local.synced)
+				{
+					if (OidIsValid(local.database))
+						LockSharedObject(DatabaseRelationId, local.database, 0,
+										 AccessShareLock);
+					sync_drop_slot(NameStr(m->name), true);
+				}
 			}
+			/* removing the current element is allowed during a scan */
+			hash_search(session->memory, &m->name, HASH_REMOVE, NULL);
 		}
-		m->in_use = false;
 	}
 }
 
@@ -435,6 +515,7 @@ slot_sync_cycle(SyncSession *session, int wait_ms, SyncCycleResult *result,
 	MemoryContext oldcxt;
 	bool		first_cycle = !session->have_token;
 	bool		own_xact;
+	DatabaseOidCache dbcache;
 
 	memset(result, 0, sizeof(*result));
 	MemoryContextReset(session->cycle_cxt);
@@ -487,6 +568,7 @@ slot_sync_cycle(SyncSession *session, int wait_ms, SyncCycleResult *result,
 	}
 	sync_anchor_ensure(anchor_upto);
 
+	memset(&dbcache, 0, sizeof(dbcache));
 	for (int i = 0; i < nslots; i++)
 	{
 		RemoteSlot *remote = &slots[i];
@@ -494,11 +576,22 @@ slot_sync_cycle(SyncSession *session, int wait_ms, SyncCycleResult *result,
 		MemoryContext slotcxt = CurrentMemoryContext;
 		ResourceOwner slotowner = CurrentResourceOwner;
 
+		if (unchanged_ready_copy(remote, mem))
+		{
+			if (mem->last_reason != SYNC_REASON_NONE)
+				mem->last_reason = SYNC_REASON_NONE;
+			result->nready++;
+			slot_sync_status_set(remote, SYNC_STATE_READY, SYNC_REASON_NONE,
+								 "", true);
+			continue;
+		}
+
 		BeginInternalSubTransaction(NULL);
 		MemoryContextSwitchTo(slotcxt);
 		PG_TRY();
 		{
-			sync_one_slot(session, remote, &info, standby_flush, mem, result);
+			sync_one_slot(session, remote, &info, standby_flush, mem,
+						  &dbcache, result);
 			ReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(slotcxt);
 			CurrentResourceOwner = slotowner;

@@ -65,6 +65,9 @@ typedef struct SyncStatusShared
 
 static SyncStatusShared *SyncStatus = NULL;
 
+/* where the syncing process expects its next entry (see status_set) */
+static int	next_hint = 0;
+
 Size
 slot_sync_status_shmem_size(void)
 {
@@ -149,6 +152,7 @@ slot_sync_release(void)
 void
 slot_sync_status_begin_cycle(void)
 {
+	next_hint = 0;
 	LWLockAcquire(SyncStatus->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < SyncStatus->nentries; i++)
 		SyncStatus->entries[i].seen = false;
@@ -162,14 +166,21 @@ slot_sync_status_set(const RemoteSlot *remote, SyncState state,
 	SyncStatusEntry *entry = NULL;
 
 	LWLockAcquire(SyncStatus->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < SyncStatus->nentries; i++)
+
+	/*
+	 * The primary lists its slots in the same order every cycle, and
+	 * entries are kept in the order they were made: look where the last
+	 * entry set was followed first, and search only if that misses.
+	 */
+	if (next_hint < SyncStatus->nentries &&
+		strcmp(NameStr(SyncStatus->entries[next_hint].name),
+			   NameStr(remote->name)) == 0)
+		entry = &SyncStatus->entries[next_hint];
+	for (int i = 0; entry == NULL && i < SyncStatus->nentries; i++)
 	{
 		if (strcmp(NameStr(SyncStatus->entries[i].name),
 				   NameStr(remote->name)) == 0)
-		{
 			entry = &SyncStatus->entries[i];
-			break;
-		}
 	}
 	if (entry == NULL && SyncStatus->nentries < Max(max_replication_slots, 1))
 	{
@@ -189,6 +200,7 @@ slot_sync_status_set(const RemoteSlot *remote, SyncState state,
 		if (synced_now)
 			entry->last_sync = GetCurrentTimestamp();
 		strlcpy(entry->reason, reason ? reason : "", sizeof(entry->reason));
+		next_hint = (entry - SyncStatus->entries) + 1;
 	}
 	LWLockRelease(SyncStatus->lock);
 }

@@ -73,6 +73,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -592,12 +593,10 @@ pg_slotsync_sync_replication_slots(PG_FUNCTION_ARGS)
 			if (names == NULL)
 			{
 				/* the slots to wait for: those the primary has now */
-				nnames = 0;
-				names = MemoryContextAlloc(TopMemoryContext,
-										   sizeof(NameData) * Max(max_replication_slots, 1));
-				for (int i = 0; i < session.nmemory; i++)
-					if (session.memory[i].in_use && session.memory[i].listed)
-						names[nnames++] = session.memory[i].name;
+				MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+
+				slot_sync_listed_names(&session, &names, &nnames);
+				MemoryContextSwitchTo(oldcxt);
 			}
 			if (all_done(names, nnames, &not_ready))
 				break;
@@ -626,6 +625,8 @@ pg_slotsync_sync_replication_slots(PG_FUNCTION_ARGS)
 	sync_drop_not_ready_slots();
 	sync_anchor_drop();
 	MemoryContextDelete(session.cycle_cxt);
+	if (session.memory != NULL)
+		hash_destroy(session.memory);
 
 	if (timed_out)
 		ereport(ERROR,
