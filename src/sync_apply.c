@@ -28,7 +28,8 @@
  * logical slot's restart_lsn, or all of them when there is no local logical
  * slot.  So a copy may only start at an LSN from which some local logical
  * slot has protected everything since: sync_protected_from().  The anchor
- * is a temporary logical slot the syncing process holds from its start, at
+ * is a temporary logical slot (of template1, which cannot be dropped) the
+ * syncing process holds from its start, at
  * the replay position of that moment, and moves forward as the slots it
  * covers move; every failover slot created on the primary while we run has
  * its restart_lsn above it, so it can be copied at its own restart_lsn and
@@ -57,6 +58,7 @@
 #include "access/xlog.h"
 #include "access/xlog_internal.h"
 #include "access/xlogrecovery.h"
+#include "catalog/pg_database.h"
 #include "miscadmin.h"
 #include "pg_slotsync.h"
 #include "replication/slot.h"
@@ -133,6 +135,15 @@ sync_anchor_ensure(XLogRecPtr upto)
 	if (!anchor_held())
 	{
 		ReplicationSlotCreate(SLOT_SYNC_ANCHOR_NAME, true, RS_TEMPORARY, false);
+
+		/*
+		 * A logical slot is one with a database; the anchor never decodes,
+		 * so any database that cannot be dropped will do (the manual
+		 * function's backend may be connected to another one).
+		 */
+		SpinLockAcquire(&MyReplicationSlot->mutex);
+		MyReplicationSlot->data.database = Template1DbOid;
+		SpinLockRelease(&MyReplicationSlot->mutex);
 		reserve_wal_at(replay);
 		ReplicationSlotRelease();	/* a temporary slot stays ours */
 		return;

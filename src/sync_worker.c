@@ -87,7 +87,7 @@ PG_FUNCTION_INFO_V1(pg_slotsync_sync_replication_slots);
 #define SYNC_RETRY_MIN_MS		1000
 #define SYNC_RETRY_MAX_MS		30000
 #define COMPLAINT_INTERVAL_MS	60000
-#define LAUNCHER_CHECK_MS		1000
+#define LAUNCHER_CHECK_MS		200
 
 /* The settings whose change makes the worker start over. */
 typedef struct WatchedSettings
@@ -355,7 +355,6 @@ pg_slotsync_worker_main(Datum arg)
 	WatchedSettings watched = {0};
 	SyncComplaint complaint;
 	SyncCycleResult result = {0};
-	char	   *local_db;
 	int			retry_ms = SYNC_RETRY_MIN_MS;
 	int			next_wait_ms = 0;
 
@@ -364,12 +363,14 @@ pg_slotsync_worker_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 
 	/*
-	 * Which local database to live in matters little (the anchor slot is
-	 * bound to it); core uses the dbname of primary_conninfo, so do we.
+	 * Which local database we live in does not matter (we only read
+	 * pg_database and shared memory), but catalog access needs one.  Core
+	 * uses the one named in primary_conninfo, so that a typo there keeps
+	 * its worker from starting; template1 always exists and is never
+	 * dropped, and a standby cannot use it as a template meanwhile.
 	 */
-	local_db = conninfo_dbname(slot_sync_conninfo());
-	BackgroundWorkerInitializeConnection(local_db ? local_db : "postgres",
-										 NULL, 0);
+	BackgroundWorkerInitializeConnection("template1", NULL,
+										 BGWORKER_BYPASS_ALLOWCONN);
 	pgstat_report_appname("pg_slotsync worker");
 
 	memset(&session, 0, sizeof(session));
