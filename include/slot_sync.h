@@ -66,6 +66,8 @@ typedef struct LocalSlot
 	XLogRecPtr	restart_lsn;
 	XLogRecPtr	confirmed_flush;
 	TransactionId catalog_xmin;
+	bool		two_phase;
+	XLogRecPtr	two_phase_at;
 } LocalSlot;
 
 /* Per-slot states, as the views show them */

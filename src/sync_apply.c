@@ -202,6 +202,8 @@ sync_read_local(const char *name, LocalSlot *local, MarkerCacheEntry *cache)
 		local->restart_lsn = slot->data.restart_lsn;
 		local->confirmed_flush = slot->data.confirmed_flush;
 		local->catalog_xmin = slot->data.catalog_xmin;
+		local->two_phase = slot->data.two_phase;
+		local->two_phase_at = slot->data.two_phase_at;
 		local->invalidated = XLogRecPtrIsInvalid(slot->data.restart_lsn) &&
 			!XLogRecPtrIsInvalid(slot->data.invalidated_at);
 		local->synced = (slot->data.persistency == RS_PERSISTENT);
@@ -392,14 +394,22 @@ sync_update_slot(const RemoteSlot *remote, bool make_ready,
 	SpinLockAcquire(&slot->mutex);
 	/* never backwards: the decision checked, this is the last word */
 	Assert(remote->restart_lsn >= slot->data.restart_lsn);
+	/*
+	 * two_phase can be switched on after a slot was created (a subscription
+	 * with two_phase = on does so once its tables are synchronized), and
+	 * two_phase_at says from where prepared transactions are decoded as
+	 * such: both are copied, and saved, with the position.
+	 */
 	must_save = remote->restart_lsn != slot->data.restart_lsn ||
-		remote->catalog_xmin != slot->data.catalog_xmin || make_ready;
+		remote->catalog_xmin != slot->data.catalog_xmin ||
+		remote->two_phase != slot->data.two_phase ||
+		remote->two_phase_at != slot->data.two_phase_at || make_ready;
 	changed = must_save || remote->confirmed_flush != slot->data.confirmed_flush;
 	slot->data.restart_lsn = remote->restart_lsn;
 	slot->data.confirmed_flush = remote->confirmed_flush;
 	slot->data.catalog_xmin = remote->catalog_xmin;
-	if (!XLogRecPtrIsInvalid(remote->two_phase_at))
-		slot->data.two_phase_at = remote->two_phase_at;
+	slot->data.two_phase = remote->two_phase;
+	slot->data.two_phase_at = remote->two_phase_at;
 	if (make_ready)
 		slot->data.plugin = remote->plugin;
 	SpinLockRelease(&slot->mutex);

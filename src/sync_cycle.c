@@ -136,7 +136,9 @@ unchanged_ready_copy(const RemoteSlot *remote, SlotMemory *mem)
 		!local.invalidated &&
 		local.restart_lsn == remote->restart_lsn &&
 		local.confirmed_flush == remote->confirmed_flush &&
-		local.catalog_xmin == remote->catalog_xmin;
+		local.catalog_xmin == remote->catalog_xmin &&
+		local.two_phase == remote->two_phase &&
+		local.two_phase_at == remote->two_phase_at;
 }
 
 static void

@@ -134,7 +134,9 @@ remote_differs(const RemoteSlot *r, const LocalSlot *l)
 {
 	return r->restart_lsn != l->restart_lsn ||
 		r->confirmed_flush != l->confirmed_flush ||
-		r->catalog_xmin != l->catalog_xmin;
+		r->catalog_xmin != l->catalog_xmin ||
+		r->two_phase != l->two_phase ||
+		r->two_phase_at != l->two_phase_at;
 }
 
 void
