@@ -150,6 +150,17 @@ sync_anchor_ensure(XLogRecPtr upto)
 	}
 
 	ReplicationSlotAcquire(SLOT_SYNC_ANCHOR_NAME, true);
+	if (XLogRecPtrIsInvalid(MyReplicationSlot->data.restart_lsn))
+	{
+		/*
+		 * Invalidated (max_slot_wal_keep_size on this standby): it has not
+		 * protected anything since, so it starts afresh from here.
+		 */
+		ReplicationSlotRelease();
+		ReplicationSlotDrop(SLOT_SYNC_ANCHOR_NAME, true);
+		sync_anchor_ensure(replay);
+		return;
+	}
 	if (upto > MyReplicationSlot->data.restart_lsn)
 	{
 		SpinLockAcquire(&MyReplicationSlot->mutex);
