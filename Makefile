@@ -27,7 +27,6 @@ REGRESS_OPTS = --inputdir=test --outputdir=test \
 
 TAP_TESTS = 1
 PROVE_TESTS = $(wildcard test/t/*.pl)
-PROVE_FLAGS = --timer -I $(srcdir)/test/perl
 export PGCTLTIMEOUT = 120
 
 PG_CPPFLAGS = -I$(srcdir)/include -I$(libpq_srcdir)
@@ -38,6 +37,14 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# after PGXS, which sets PROVE_FLAGS empty: our TAP helper module
+PROVE_FLAGS += --timer -I $(srcdir)/test/perl
+
 ifneq ($(MAJORVERSION),15)
 $(error pg_slotsync supports PostgreSQL 15 only, but $(PG_CONFIG) is version $(MAJORVERSION))
 endif
+
+# A one-command failover walk-through (see README)
+.PHONY: demo
+demo:
+	bash $(srcdir)/scripts/demo.sh
