@@ -17,6 +17,7 @@
 #define SLOT_MARKER_FAILOVER	0x0001	/* copy this slot to standbys */
 #define SLOT_MARKER_SYNCED		0x0002	/* this slot was created by sync */
 #define SLOT_MARKER_READY		0x0004	/* ... and is sync-ready */
+#define SLOT_MARKER_ANCHOR		0x0008	/* the sync worker's anchor slot */
 
 typedef struct SlotMarker
 {

@@ -173,6 +173,7 @@ extern bool sync_update_slot(const RemoteSlot *remote, bool make_ready,
 extern void sync_invalidate_slot(const char *name);
 extern void sync_drop_slot(const char *name, bool log_it);
 extern int	sync_drop_not_ready_slots(void);
+extern int	sync_count_logical_slots(void);
 extern bool sync_snapshot_exists(XLogRecPtr lsn);
 extern void sync_poke_walreceiver(void);
 

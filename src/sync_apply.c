@@ -28,10 +28,13 @@
  * logical slot's restart_lsn, or all of them when there is no local logical
  * slot.  So a copy may only start at an LSN from which some local logical
  * slot has protected everything since: sync_protected_from().  The anchor
- * is a temporary logical slot (of template1, which cannot be dropped) the
- * syncing process holds from its start, at
- * the replay position of that moment, and moves forward as the slots it
- * covers move; every failover slot created on the primary while we run has
+ * is a logical slot (of template1, which cannot be dropped) that the
+ * syncing process creates when it starts, at the replay position of that
+ * moment, and moves forward as the slots it covers move.  Like not-ready
+ * copies it is persistent and inactive between cycles (an active slot that a
+ * restartpoint invalidates gets its holder terminated), and it is dropped
+ * at promotion and when sync stops.  Every failover slot created on the
+ * primary while we run has
  * its restart_lsn above it, so it can be copied at its own restart_lsn and
  * be ready at once, without waiting for activity on the primary.  (Core
  * reserves from the standby's redo pointer and waits for the primary's slot
@@ -71,25 +74,18 @@
 #include "utils/timestamp.h"
 
 /*
- * Do we hold the anchor?  Asked of the slot itself, not remembered: an
- * error in a backend drops its temporary slots behind our back.
+ * Is there an anchor, ours by its marker?  Asked of the slots themselves,
+ * not remembered: a user may drop it, or a restartpoint invalidate it.
  */
 static bool
-anchor_held(void)
+anchor_exists(void)
 {
-	ReplicationSlot *slot;
-	bool		held = false;
+	SlotMarker	marker;
 
-	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-	slot = SearchNamedReplicationSlot(SLOT_SYNC_ANCHOR_NAME, false);
-	if (slot != NULL)
-	{
-		SpinLockAcquire(&slot->mutex);
-		held = (slot->active_pid == MyProcPid);
-		SpinLockRelease(&slot->mutex);
-	}
-	LWLockRelease(ReplicationSlotControlLock);
-	return held;
+	if (SearchNamedReplicationSlot(SLOT_SYNC_ANCHOR_NAME, true) == NULL)
+		return false;
+	slot_marker_read(SLOT_SYNC_ANCHOR_NAME, &marker);
+	return (marker.flags & SLOT_MARKER_ANCHOR) != 0;
 }
 
 /*
@@ -132,9 +128,15 @@ sync_anchor_ensure(XLogRecPtr upto)
 	if (XLogRecPtrIsInvalid(upto) || upto > replay)
 		upto = replay;
 
-	if (!anchor_held())
+	if (!anchor_exists())
 	{
-		ReplicationSlotCreate(SLOT_SYNC_ANCHOR_NAME, true, RS_TEMPORARY, false);
+		SlotMarker	marker = {.flags = SLOT_MARKER_ANCHOR};
+
+		/* someone else's slot of that name: do without an anchor */
+		if (SearchNamedReplicationSlot(SLOT_SYNC_ANCHOR_NAME, true) != NULL)
+			return;
+
+		ReplicationSlotCreate(SLOT_SYNC_ANCHOR_NAME, true, RS_EPHEMERAL, false);
 
 		/*
 		 * A logical slot is one with a database; the anchor never decodes,
@@ -145,7 +147,9 @@ sync_anchor_ensure(XLogRecPtr upto)
 		MyReplicationSlot->data.database = Template1DbOid;
 		SpinLockRelease(&MyReplicationSlot->mutex);
 		reserve_wal_at(replay);
-		ReplicationSlotRelease();	/* a temporary slot stays ours */
+		slot_marker_write_owned(SLOT_SYNC_ANCHOR_NAME, &marker);
+		ReplicationSlotPersist();
+		ReplicationSlotRelease();
 		return;
 	}
 
@@ -166,6 +170,8 @@ sync_anchor_ensure(XLogRecPtr upto)
 		SpinLockAcquire(&MyReplicationSlot->mutex);
 		MyReplicationSlot->data.restart_lsn = upto;
 		SpinLockRelease(&MyReplicationSlot->mutex);
+		/* on disk at the next checkpoint: an older value only keeps more */
+		ReplicationSlotMarkDirty();
 		ReplicationSlotsComputeRequiredLSN();
 	}
 	ReplicationSlotRelease();
@@ -174,7 +180,7 @@ sync_anchor_ensure(XLogRecPtr upto)
 void
 sync_anchor_drop(void)
 {
-	if (anchor_held())
+	if (anchor_exists())
 		ReplicationSlotDrop(SLOT_SYNC_ANCHOR_NAME, true);
 }
 
@@ -550,4 +556,26 @@ sync_poke_walreceiver(void)
 	SpinLockRelease(&WalRcv->mutex);
 	if (pid != 0)
 		kill(pid, SIGHUP);
+}
+
+/*
+ * How many logical slots this server has; cheap enough to ask every few
+ * milliseconds.  The worker notices that a synced slot was dropped on the
+ * standby (by a user, or by DROP DATABASE replay) when this goes down.
+ */
+int
+sync_count_logical_slots(void)
+{
+	int			n = 0;
+
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	for (int i = 0; i < max_replication_slots; i++)
+	{
+		ReplicationSlot *s = &ReplicationSlotCtl->replication_slots[i];
+
+		if (s->in_use && SlotIsLogical(s))
+			n++;
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	return n;
 }

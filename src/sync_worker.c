@@ -203,6 +203,7 @@ pg_slotsync_launcher_main(Datum arg)
 	TimestampTz next_start = 0;
 	TimestampTz started_at = 0;
 	int			retry_ms = SYNC_RETRY_MIN_MS;
+	bool		cleanup_due = true;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
@@ -234,7 +235,10 @@ pg_slotsync_launcher_main(Datum arg)
 			/* promoted: not-ready copies must not outlive the standby */
 			if (handle == NULL ||
 				GetBackgroundWorkerPid(handle, &pid) == BGWH_STOPPED)
+			{
 				sync_drop_not_ready_slots();
+				sync_anchor_drop();
+			}
 			proc_exit(0);
 		}
 
@@ -251,6 +255,19 @@ pg_slotsync_launcher_main(Datum arg)
 			else
 				retry_ms = Min(retry_ms * 2, SYNC_RETRY_MAX_MS);
 			next_start = TimestampTzPlusMilliseconds(now, retry_ms);
+		}
+
+		/*
+		 * Sync is off and no worker runs: what a previous worker left (after
+		 * a crash, say) would only pin WAL and catalog rows.
+		 */
+		if (pg_slotsync_sync_enabled)
+			cleanup_due = true;
+		else if (!running && cleanup_due)
+		{
+			sync_drop_not_ready_slots();
+			sync_anchor_drop();
+			cleanup_due = false;
 		}
 
 		now = GetCurrentTimestamp();
@@ -283,12 +300,17 @@ pg_slotsync_launcher_main(Datum arg)
  * ---------------------------------------------------------------------
  */
 
+/* logical slots after the last cycle; fewer now means one was dropped */
+static int	logical_slots_after_cycle = -1;
+
 /* Should a wait for the primary give up now? */
 static bool
 worker_interrupted(void)
 {
 	return ShutdownRequestPending || ConfigReloadPending ||
-		ProcDiePending || !RecoveryInProgress();
+		ProcDiePending || !RecoveryInProgress() ||
+		(logical_slots_after_cycle >= 0 &&
+		 sync_count_logical_slots() < logical_slots_after_cycle);
 }
 
 static void
@@ -455,12 +477,14 @@ pg_slotsync_worker_main(Datum arg)
 		}
 		if (status == SYNC_CYCLE_INTERRUPTED)
 		{
-			/* the long call was abandoned midway: start afresh */
+			/* the long call was abandoned midway: start afresh, at once */
 			primary_disconnect(session.conn);
 			session.conn = NULL;
+			logical_slots_after_cycle = -1;
 			continue;
 		}
 		retry_ms = SYNC_RETRY_MIN_MS;
+		logical_slots_after_cycle = sync_count_logical_slots();
 		if (!XLogRecPtrIsInvalid(result.flush_needed))
 		{
 			/*
