@@ -11,8 +11,15 @@ set -euo pipefail
 BIN=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
 
 # PostgreSQL refuses to run as root: become the postgres user
+# (from a copy the postgres user can read, wherever this tree lives)
 if [ "$(id -u)" -eq 0 ]; then
-	exec runuser -u postgres -- env PG_BINDIR="$BIN" bash "$(readlink -f "$0")" "$@"
+	copy=$(mktemp /tmp/pg_slotsync_demo_script.XXXXXX)
+	cp "$0" "$copy"
+	chmod 755 "$copy"
+	status=0
+	runuser -u postgres -- env PG_BINDIR="$BIN" bash "$copy" "$@" || status=$?
+	rm -f "$copy"
+	exit $status
 fi
 
 WORK=$(mktemp -d /tmp/pg_slotsync_demo.XXXXXX)
