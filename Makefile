@@ -14,7 +14,10 @@ OBJS = \
 	src/sync_remote.o \
 	src/sync_status.o \
 	src/sync_cycle.o \
-	src/sync_worker.o
+	src/sync_worker.o \
+	src/standby_slots_guc.o \
+	src/standby_gate_quorum.o \
+	src/standby_gate.o
 
 DATA = sql/pg_slotsync--1.0.sql
 

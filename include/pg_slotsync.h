@@ -21,6 +21,7 @@
 
 /* Settings (declared once, in pg_slotsync.c's _PG_init). */
 extern char *pg_slotsync_failover_slot_patterns;
+extern char *pg_slotsync_synchronized_standby_slots;
 
 /*
  * Shared state of the whole extension.  Only a counter for now: it moves

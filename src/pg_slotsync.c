@@ -17,6 +17,9 @@
  *	  and report per-slot state for the pg_slotsync.replication_slots view.
  *	- primary_funcs.c: what a standby asks the primary: its failover slots,
  *	  a long-poll for their changes, and serialized snapshots.
+ *	- standby_gate.c, standby_gate_quorum.c, standby_slots_guc.c:
+ *	  pg_slotsync.synchronized_standby_slots, which holds back consumers of
+ *	  failover slots on the primary until the listed standbys have the WAL.
  *	- sync_worker.c (launcher, worker, manual sync), sync_cycle.c (one pass),
  *	  sync_decide.c (what is safe), sync_apply.c (doing it), sync_remote.c
  *	  (libpq), sync_status.c (per-slot state for the views): the standby.
@@ -39,6 +42,7 @@
 #include "miscadmin.h"
 #include "pg_slotsync.h"
 #include "slot_sync.h"
+#include "standby_gate.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
 #include "utils/guc.h"
@@ -51,6 +55,7 @@ void		_PG_init(void);
 char	   *pg_slotsync_failover_slot_patterns = NULL;
 bool		pg_slotsync_sync_enabled = false;
 char	   *pg_slotsync_primary_conninfo = NULL;
+char	   *pg_slotsync_synchronized_standby_slots = NULL;
 
 /* shared memory */
 SlotSyncShared *SlotSyncState = NULL;
@@ -138,6 +143,17 @@ _PG_init(void)
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 
+	DefineCustomStringVariable("pg_slotsync.synchronized_standby_slots",
+							   "Physical slots of the standbys that must confirm WAL before consumers of failover slots receive it.",
+							   "Like PostgreSQL 17's synchronized_standby_slots: a list of slot names (all must confirm), or FIRST n (names) or ANY n (names). Applies on a primary.",
+							   &pg_slotsync_synchronized_standby_slots,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_LIST_INPUT,
+							   check_synchronized_standby_slots,
+							   assign_synchronized_standby_slots,
+							   NULL);
+
 	MarkGUCPrefixReserved(PG_SLOTSYNC_NAME);
 
 	RegisterSubXactCallback(slot_funcs_subxact_callback, NULL);
@@ -148,4 +164,6 @@ _PG_init(void)
 	shmem_request_hook = slotsync_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = slotsync_shmem_startup;
+
+	standby_gate_install_hooks();
 }
