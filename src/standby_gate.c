@@ -374,21 +374,7 @@ walsender_wait(XLogRecPtr target)
 		}
 
 		if (timeout <= 0 || !may_sleep)
-		{
-			static TimestampTz lastdbg = 0;
-			if (TimestampDifferenceExceeds(lastdbg, now, 2000))
-			{
-				XLogRecPtr up = standby_slots_confirmed_upto();
-				lastdbg = now;
-				elog(LOG, "DBG gate waiting target %X/%X flush %X/%X upto %X/%X gen %llu slot0 state %d active %d rlsn %X/%X",
-					 LSN_FORMAT_ARGS(target), LSN_FORMAT_ARGS(GetFlushRecPtr(NULL)), LSN_FORMAT_ARGS(up),
-					 (unsigned long long) standby_slots_generation,
-					 standby_slots_config ? standby_slots_config->slots[0].state : -1,
-					 standby_slots_config ? standby_slots_config->slots[0].active : -1,
-					 LSN_FORMAT_ARGS(standby_slots_config ? standby_slots_config->slots[0].restart_lsn : 0));
-			}
 			break;
-		}
 
 		slept = true;
 		ModifyWaitEvent(FeBeWaitSet, FeBeWaitSetSocketPos, WL_SOCKET_READABLE,

@@ -272,18 +272,6 @@ standby_slots_confirmed(XLogRecPtr target, int elevel)
 		return true;
 	}
 
-	{
-		static TimestampTz lastdbg = 0;
-		TimestampTz now = GetCurrentTimestamp();
-		if (TimestampDifferenceExceeds(lastdbg, now, 2000))
-		{
-			lastdbg = now;
-			elog(LOG, "DBGQ target %X/%X usable %d req %d n %d method %d s0 %s state %d active %d rlsn %X/%X cfg %p",
-				 LSN_FORMAT_ARGS(target), usable, config->num_required, config->nslots, (int) config->method,
-				 NameStr(config->slots[0].name), config->slots[0].state, (int) config->slots[0].active,
-				 LSN_FORMAT_ARGS(config->slots[0].restart_lsn), (void *) config);
-		}
-	}
 	if (usable < config->num_required)
 	{
 		for (int i = 0; i < config->nslots; i++)
