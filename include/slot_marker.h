@@ -32,6 +32,8 @@ typedef struct SlotIdentity
 	ReplicationSlotPersistency persistency;
 } SlotIdentity;
 
+extern void write_file_durably(const char *path, const char *tmppath,
+							   const void *data, Size len);
 extern bool slot_marker_read(const char *slot_name, SlotMarker *marker);
 extern void slot_marker_write_owned(const char *slot_name,
 									const SlotMarker *marker);

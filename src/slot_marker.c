@@ -130,26 +130,16 @@ slot_marker_read(const char *slot_name, SlotMarker *marker)
 }
 
 /*
- * Write the marker durably.  The caller guarantees the slot's directory
- * cannot be renamed away meanwhile (see the header comment).
+ * Write "data" to "path" so that a crash leaves either the old file or the
+ * whole new one: write a temporary file, fsync it, rename it into place and
+ * fsync the directory.  Used for our markers and for the serialized
+ * snapshots a standby installs (sync_apply.c).
  */
-static void
-slot_marker_write_file(const char *slot_name, const SlotMarker *marker)
+void
+write_file_durably(const char *path, const char *tmppath,
+				   const void *data, Size len)
 {
-	char		path[MAXPGPATH];
-	char		tmppath[MAXPGPATH];
-	SlotMarkerOnDisk disk;
 	int			fd;
-
-	snprintf(path, sizeof(path), "pg_replslot/%s/%s", slot_name,
-			 SLOT_MARKER_FILE);
-	snprintf(tmppath, sizeof(tmppath), "%s.tmp", path);
-
-	memset(&disk, 0, sizeof(disk));
-	disk.magic = SLOT_MARKER_MAGIC;
-	disk.version = SLOT_MARKER_VERSION;
-	disk.flags = marker->flags;
-	disk.checksum = marker_checksum(&disk);
 
 	fd = OpenTransientFile(tmppath, O_CREAT | O_TRUNC | O_WRONLY | PG_BINARY);
 	if (fd < 0)
@@ -158,7 +148,7 @@ slot_marker_write_file(const char *slot_name, const SlotMarker *marker)
 				 errmsg("could not create file \"%s\": %m", tmppath)));
 
 	errno = 0;
-	if (write(fd, &disk, sizeof(disk)) != sizeof(disk))
+	if (write(fd, data, len) != (ssize_t) len)
 	{
 		int			save_errno = errno;
 
@@ -188,8 +178,31 @@ slot_marker_write_file(const char *slot_name, const SlotMarker *marker)
 				(errcode_for_file_access(),
 				 errmsg("could not close file \"%s\": %m", tmppath)));
 
-	/* rename into place and fsync the file and the slot's directory */
 	durable_rename(tmppath, path, ERROR);
+}
+
+/*
+ * Write the marker durably.  The caller guarantees the slot's directory
+ * cannot be renamed away meanwhile (see the header comment).
+ */
+static void
+slot_marker_write_file(const char *slot_name, const SlotMarker *marker)
+{
+	char		path[MAXPGPATH];
+	char		tmppath[MAXPGPATH];
+	SlotMarkerOnDisk disk;
+
+	snprintf(path, sizeof(path), "pg_replslot/%s/%s", slot_name,
+			 SLOT_MARKER_FILE);
+	snprintf(tmppath, sizeof(tmppath), "%s.tmp", path);
+
+	memset(&disk, 0, sizeof(disk));
+	disk.magic = SLOT_MARKER_MAGIC;
+	disk.version = SLOT_MARKER_VERSION;
+	disk.flags = marker->flags;
+	disk.checksum = marker_checksum(&disk);
+
+	write_file_durably(path, tmppath, &disk, sizeof(disk));
 
 	pg_atomic_fetch_add_u64(&SlotSyncState->marker_generation, 1);
 }

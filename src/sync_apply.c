@@ -333,7 +333,6 @@ install_snapshot(XLogRecPtr lsn, const char *data, Size len)
 	char		tmppath[MAXPGPATH];
 	uint32		magic;
 	uint32		version;
-	int			fd;
 
 	if (len < 16)
 		elog(ERROR, "serialized snapshot at %X/%X from the primary is too short",
@@ -354,39 +353,7 @@ install_snapshot(XLogRecPtr lsn, const char *data, Size len)
 	snprintf(tmppath, sizeof(tmppath), "pg_logical/snapshots/%X-%X.snap.%d.tmp",
 			 LSN_FORMAT_ARGS(lsn), MyProcPid);
 
-	fd = OpenTransientFile(tmppath, O_CREAT | O_TRUNC | O_WRONLY | PG_BINARY);
-	if (fd < 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not create file \"%s\": %m", tmppath)));
-	errno = 0;
-	if (write(fd, data, len) != (ssize_t) len)
-	{
-		int			save_errno = errno;
-
-		CloseTransientFile(fd);
-		unlink(tmppath);
-		errno = save_errno ? save_errno : ENOSPC;
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not write file \"%s\": %m", tmppath)));
-	}
-	if (pg_fsync(fd) != 0)
-	{
-		int			save_errno = errno;
-
-		CloseTransientFile(fd);
-		unlink(tmppath);
-		errno = save_errno;
-		ereport(data_sync_elevel(ERROR),
-				(errcode_for_file_access(),
-				 errmsg("could not fsync file \"%s\": %m", tmppath)));
-	}
-	if (CloseTransientFile(fd) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not close file \"%s\": %m", tmppath)));
-	durable_rename(tmppath, path, ERROR);
+	write_file_durably(path, tmppath, data, len);
 }
 
 /*
