@@ -34,6 +34,7 @@ typedef struct SlotIdentity
 
 extern void write_file_durably(const char *path, const char *tmppath,
 							   const void *data, Size len);
+extern SlotIdentity *list_slot_identities(int *count);
 extern bool slot_marker_read(const char *slot_name, SlotMarker *marker);
 extern void slot_marker_write_owned(const char *slot_name,
 									const SlotMarker *marker);

@@ -305,28 +305,13 @@ pg_slotsync_slot_info(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	SlotIdentity *slots;
-	int			nslots = 0;
+	int			nslots;
 	bool		in_recovery = RecoveryInProgress();
 
 	InitMaterializedSRF(fcinfo, 0);
 
 	/* take a consistent list first; read the files without the lock */
-	slots = palloc(sizeof(SlotIdentity) * Max(max_replication_slots, 1));
-	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-	for (int i = 0; i < max_replication_slots; i++)
-	{
-		ReplicationSlot *s = &ReplicationSlotCtl->replication_slots[i];
-
-		if (!s->in_use)
-			continue;
-		SpinLockAcquire(&s->mutex);
-		slots[nslots].name = s->data.name;
-		slots[nslots].is_logical = SlotIsLogical(s);
-		slots[nslots].persistency = s->data.persistency;
-		SpinLockRelease(&s->mutex);
-		nslots++;
-	}
-	LWLockRelease(ReplicationSlotControlLock);
+	slots = list_slot_identities(&nslots);
 
 	for (int i = 0; i < nslots; i++)
 	{

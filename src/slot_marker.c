@@ -277,3 +277,34 @@ slot_marker_update_named(const char *slot_name,
 
 	return changed;
 }
+
+/*
+ * Every slot in use, with what callers need to pick among them, copied in
+ * one pass under ReplicationSlotControlLock so that the files (markers)
+ * can be read afterwards without holding it.  palloc'd; *count entries.
+ */
+SlotIdentity *
+list_slot_identities(int *count)
+{
+	SlotIdentity *slots = palloc(sizeof(SlotIdentity) * Max(max_replication_slots, 1));
+	int			n = 0;
+
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	for (int i = 0; i < max_replication_slots; i++)
+	{
+		ReplicationSlot *s = &ReplicationSlotCtl->replication_slots[i];
+
+		if (!s->in_use)
+			continue;
+		SpinLockAcquire(&s->mutex);
+		slots[n].name = s->data.name;
+		slots[n].is_logical = SlotIsLogical(s);
+		slots[n].persistency = s->data.persistency;
+		SpinLockRelease(&s->mutex);
+		n++;
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+
+	*count = n;
+	return slots;
+}

@@ -468,37 +468,25 @@ sync_drop_slot(const char *name, bool log_it)
 int
 sync_drop_not_ready_slots(void)
 {
-	NameData   *names;
-	int			nnames = 0;
+	SlotIdentity *slots;
+	int			nslots;
 	int			dropped = 0;
 
-	names = palloc(sizeof(NameData) * Max(max_replication_slots, 1));
-	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-	for (int i = 0; i < max_replication_slots; i++)
-	{
-		ReplicationSlot *s = &ReplicationSlotCtl->replication_slots[i];
-
-		if (s->in_use && SlotIsLogical(s))
-		{
-			SpinLockAcquire(&s->mutex);
-			names[nnames++] = s->data.name;
-			SpinLockRelease(&s->mutex);
-		}
-	}
-	LWLockRelease(ReplicationSlotControlLock);
-
-	for (int i = 0; i < nnames; i++)
+	slots = list_slot_identities(&nslots);
+	for (int i = 0; i < nslots; i++)
 	{
 		LocalSlot	local;
 
-		sync_read_local(NameStr(names[i]), &local, NULL);
+		if (!slots[i].is_logical)
+			continue;
+		sync_read_local(NameStr(slots[i].name), &local, NULL);
 		if (local.exists && local.synced && !local.ready)
 		{
-			sync_drop_slot(NameStr(names[i]), true);
+			sync_drop_slot(NameStr(slots[i].name), true);
 			dropped++;
 		}
 	}
-	pfree(names);
+	pfree(slots);
 	return dropped;
 }
 

@@ -437,27 +437,21 @@ drop_unlisted_slots(SyncSession *session, RemoteSlot *slots, int nslots,
 {
 	if (first_cycle)
 	{
-		NameData   *names = palloc(sizeof(NameData) * Max(max_replication_slots, 1));
-		int			n = 0;
+		int			n;
+		SlotIdentity *slots = list_slot_identities(&n);
 
-		LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-		for (int i = 0; i < max_replication_slots; i++)
-		{
-			ReplicationSlot *s = &ReplicationSlotCtl->replication_slots[i];
-
-			if (s->in_use && SlotIsLogical(s) &&
-				s->data.persistency == RS_PERSISTENT)
-				names[n++] = s->data.name;
-		}
-		LWLockRelease(ReplicationSlotControlLock);
 		for (int i = 0; i < n; i++)
 		{
 			LocalSlot	local;
 
-			sync_read_local(NameStr(names[i]), &local, NULL);
+			if (!slots[i].is_logical)
+				continue;
+			/* only persistent slots with our marker count as synced */
+			sync_read_local(NameStr(slots[i].name), &local, NULL);
 			if (local.exists && local.synced)
-				slot_memory(session, NameStr(names[i]))->had_copy = true;
+				slot_memory(session, NameStr(slots[i].name))->had_copy = true;
 		}
+		pfree(slots);
 	}
 
 	/* which remembered slots did the primary list this time? */
