@@ -19,11 +19,13 @@ OBJS = \
 	src/standby_gate_quorum.o \
 	src/standby_gate.o
 
-DATA = sql/pg_slotsync--1.0.sql
+DATA = sql/pg_slotsync--1.0.sql \
+	sql/pg_slotsync--1.1.sql \
+	sql/pg_slotsync--1.0--1.1.sql
 
 # The regression suite needs the library preloaded, so it runs in a
 # temporary instance of its own (like pg_cron) rather than the user's server.
-REGRESS = failover_flag failover_patterns privileges primary_side
+REGRESS = failover_flag failover_patterns privileges primary_side upgrade
 REGRESS_OPTS = --inputdir=test --outputdir=test \
 	--temp-config=$(srcdir)/test/pg_slotsync.conf \
 	--temp-instance=$(CURDIR)/tmp_check_regress

@@ -5,7 +5,7 @@
 # "postgres" user on a copy of this tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+export PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 
 if [ "$(id -u)" -eq 0 ]; then
 	workdir=$(mktemp -d /tmp/pg_slotsync_test.XXXXXX)

@@ -1,0 +1,172 @@
+/* pg_slotsync--1.1.sql */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION pg_slotsync" to load this file. \quit
+
+-- Everything lives in schema pg_slotsync, whatever schema CREATE EXTENSION
+-- was given.  The "pg_" prefix is reserved for system schemas, so the
+-- control file cannot name it; we create it here, as a member of the
+-- extension, with the reservation lifted for this script only.
+SET LOCAL allow_system_table_mods = on;
+CREATE SCHEMA pg_slotsync;
+RESET allow_system_table_mods;
+
+-- Slot and plugin names are text, not name: name would silently truncate an
+-- over-long value and create a slot called something else.
+CREATE FUNCTION pg_slotsync.create_logical_replication_slot(
+    slot_name text,
+    plugin text,
+    temporary boolean DEFAULT false,
+    twophase boolean DEFAULT false,
+    failover boolean DEFAULT false,
+    OUT slot_name name,
+    OUT lsn pg_catalog.pg_lsn)
+RETURNS record
+AS 'MODULE_PATHNAME', 'pg_slotsync_create_logical_replication_slot'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.create_logical_replication_slot(text, text, boolean, boolean, boolean)
+IS 'create a logical replication slot, optionally a failover slot';
+
+CREATE FUNCTION pg_slotsync.alter_replication_slot(
+    slot_name text,
+    failover boolean)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_slotsync_alter_replication_slot'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.alter_replication_slot(text, boolean)
+IS 'set or clear the failover flag of an existing logical replication slot';
+
+CREATE FUNCTION pg_slotsync.slot_info(
+    OUT slot_name name,
+    OUT failover boolean,
+    OUT synced boolean,
+    OUT sync_state text,
+    OUT sync_reason text,
+    OUT last_sync_time timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_slotsync_slot_info'
+LANGUAGE C STABLE STRICT
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.slot_info()
+IS 'pg_slotsync state of every replication slot';
+
+CREATE VIEW pg_slotsync.replication_slots AS
+SELECT s.slot_name,
+       s.plugin,
+       s.slot_type,
+       s.datoid,
+       s.database,
+       s.temporary,
+       s.active,
+       s.active_pid,
+       s.xmin,
+       s.catalog_xmin,
+       s.restart_lsn,
+       s.confirmed_flush_lsn,
+       s.wal_status,
+       s.safe_wal_size,
+       s.two_phase,
+       COALESCE(i.failover, false) AS failover,
+       COALESCE(i.synced, false) AS synced,
+       i.sync_state,
+       i.sync_reason,
+       i.last_sync_time
+FROM pg_catalog.pg_replication_slots s
+LEFT JOIN pg_slotsync.slot_info() i
+       ON i.slot_name OPERATOR(pg_catalog.=) s.slot_name;
+
+COMMENT ON VIEW pg_slotsync.replication_slots
+IS 'pg_replication_slots with failover and sync state';
+
+-- Standby side: what the sync worker knows of each failover slot.
+CREATE FUNCTION pg_slotsync.sync_status_rows(
+    OUT slot_name name,
+    OUT database text,
+    OUT state text,
+    OUT reason_code text,
+    OUT reason text,
+    OUT remote_restart_lsn pg_catalog.pg_lsn,
+    OUT remote_confirmed_flush_lsn pg_catalog.pg_lsn,
+    OUT remote_catalog_xmin xid,
+    OUT last_sync_time timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_slotsync_sync_status'
+LANGUAGE C STABLE STRICT
+SET search_path = pg_catalog, pg_temp;
+
+CREATE VIEW pg_slotsync.sync_status AS
+SELECT * FROM pg_slotsync.sync_status_rows();
+
+COMMENT ON VIEW pg_slotsync.sync_status
+IS 'per failover slot of the primary: whether this standby''s copy is ready, and why not';
+
+-- Standby side: synchronize by hand.
+CREATE FUNCTION pg_slotsync.sync_replication_slots(timeout interval DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_slotsync_sync_replication_slots'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.sync_replication_slots(interval)
+IS 'synchronize failover slots from the primary now, waiting until they are sync-ready';
+
+-- Primary side: what a standby's sync worker asks.  Superuser or
+-- REPLICATION is checked inside, as for core's slot functions.
+CREATE FUNCTION pg_slotsync.failover_slots(
+    OUT slot_name name,
+    OUT plugin name,
+    OUT database text,
+    OUT two_phase boolean,
+    OUT two_phase_at pg_catalog.pg_lsn,
+    OUT restart_lsn pg_catalog.pg_lsn,
+    OUT confirmed_flush_lsn pg_catalog.pg_lsn,
+    OUT catalog_xmin xid,
+    OUT invalidated boolean)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_slotsync_failover_slots'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.failover_slots()
+IS 'failover slots of this server, as a standby copies them';
+
+CREATE FUNCTION pg_slotsync.wait_for_failover_slot_change(
+    standby_slot_name name,
+    last_token bigint,
+    timeout_ms integer,
+    OUT change_token bigint,
+    OUT in_recovery boolean,
+    OUT wal_level_logical boolean,
+    OUT standby_slot_is_physical boolean,
+    OUT standby_slot_restart_lsn pg_catalog.pg_lsn,
+    OUT standby_slot_catalog_xmin xid)
+RETURNS record
+AS 'MODULE_PATHNAME', 'pg_slotsync_wait_for_failover_slot_change'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.wait_for_failover_slot_change(name, bigint, integer)
+IS 'wait until a failover slot or the standby''s physical slot changes';
+
+CREATE FUNCTION pg_slotsync.failover_slot_snapshot(
+    slot_name name,
+    OUT restart_lsn pg_catalog.pg_lsn,
+    OUT snapshot bytea)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_slotsync_failover_slot_snapshot'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.failover_slot_snapshot(name)
+IS 'the serialized snapshot at a slot''s restart_lsn, for a standby''s copy';
+
+-- As in core: anyone may look at slots; acting on them is checked inside
+-- the functions (superuser or REPLICATION).
+GRANT USAGE ON SCHEMA pg_slotsync TO PUBLIC;
+GRANT SELECT ON pg_slotsync.replication_slots TO PUBLIC;
+GRANT SELECT ON pg_slotsync.sync_status TO PUBLIC;
