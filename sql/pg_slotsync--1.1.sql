@@ -87,6 +87,7 @@ IS 'pg_replication_slots with failover and sync state';
 CREATE FUNCTION pg_slotsync.sync_status_rows(
     OUT slot_name name,
     OUT database text,
+    OUT incarnation bigint,
     OUT state text,
     OUT reason_code text,
     OUT reason text,
@@ -95,7 +96,7 @@ CREATE FUNCTION pg_slotsync.sync_status_rows(
     OUT remote_catalog_xmin xid,
     OUT last_sync_time timestamptz)
 RETURNS SETOF record
-AS 'MODULE_PATHNAME', 'pg_slotsync_sync_status'
+AS 'MODULE_PATHNAME', 'pg_slotsync_sync_status_1_1'
 LANGUAGE C STABLE STRICT
 SET search_path = pg_catalog, pg_temp;
 
@@ -126,9 +127,10 @@ CREATE FUNCTION pg_slotsync.failover_slots(
     OUT restart_lsn pg_catalog.pg_lsn,
     OUT confirmed_flush_lsn pg_catalog.pg_lsn,
     OUT catalog_xmin xid,
-    OUT invalidated boolean)
+    OUT invalidated boolean,
+    OUT incarnation bigint)
 RETURNS SETOF record
-AS 'MODULE_PATHNAME', 'pg_slotsync_failover_slots'
+AS 'MODULE_PATHNAME', 'pg_slotsync_failover_slots_1_1'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 
@@ -164,6 +166,19 @@ SET search_path = pg_catalog, pg_temp;
 
 COMMENT ON FUNCTION pg_slotsync.failover_slot_snapshot(name)
 IS 'the serialized snapshot at a slot''s restart_lsn, for a standby''s copy';
+
+CREATE FUNCTION pg_slotsync.failover_slot_snapshots(
+    slot_names name[],
+    OUT slot_name name,
+    OUT restart_lsn pg_catalog.pg_lsn,
+    OUT snapshot bytea)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_slotsync_failover_slot_snapshots'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.failover_slot_snapshots(name[])
+IS 'the serialized snapshots at the restart_lsn of many slots, for a standby''s copies';
 
 -- As in core: anyone may look at slots; acting on them is checked inside
 -- the functions (superuser or REPLICATION).

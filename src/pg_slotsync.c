@@ -77,7 +77,7 @@ slotsync_shmem_request(void)
 		prev_shmem_request_hook();
 
 	RequestAddinShmemSpace(slotsync_shmem_size());
-	RequestNamedLWLockTranche(PG_SLOTSYNC_NAME, 1);
+	RequestNamedLWLockTranche(PG_SLOTSYNC_NAME, PG_SLOTSYNC_NUM_LWLOCKS);
 }
 
 static void
@@ -95,6 +95,8 @@ slotsync_shmem_startup(void)
 	{
 		memset(SlotSyncState, 0, slotsync_shmem_size());
 		pg_atomic_init_u64(&SlotSyncState->marker_generation, 0);
+		SlotSyncState->marker_lock =
+			&(GetNamedLWLockTranche(PG_SLOTSYNC_NAME))[PG_SLOTSYNC_LWLOCK_MARKER].lock;
 	}
 	slot_sync_status_shmem_init((char *) SlotSyncState +
 								MAXALIGN(sizeof(SlotSyncShared)), found);
