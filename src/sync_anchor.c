@@ -46,6 +46,7 @@
 #include "slot_copy.h"
 #include "slot_marker.h"
 #include "slot_sync.h"
+#include "utils/builtins.h"
 
 /*
  * The anchor, if there is one and it is ours (by its marker); a user may
@@ -72,10 +73,13 @@ anchor_create(XLogRecPtr at)
 	/*
 	 * A logical slot is one with a database; the anchor never decodes, so
 	 * any database that cannot be dropped will do (the manual function's
-	 * backend may be connected to another one).
+	 * backend may be connected to another one).  It carries the placeholder
+	 * plugin of not-ready copies: nobody can decode from it either, and
+	 * without the library both are found by that plugin.
 	 */
 	SpinLockAcquire(&MyReplicationSlot->mutex);
 	MyReplicationSlot->data.database = Template1DbOid;
+	namestrcpy(&MyReplicationSlot->data.plugin, SLOT_SYNC_NOT_READY_PLUGIN);
 	SpinLockRelease(&MyReplicationSlot->mutex);
 	sync_reserve_wal(at);
 	slot_marker_write_owned(SLOT_SYNC_ANCHOR_NAME, &marker);

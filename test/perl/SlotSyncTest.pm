@@ -241,12 +241,14 @@ sub wait_for_slot_match
 }
 
 # Move a slot nobody consumes forward on the primary, past a fresh
-# xl_running_xacts record (CHECKPOINT logs one): what a consumer does.
+# xl_running_xacts record (CHECKPOINT logs one): what a consumer does.  The
+# slot's database defaults to postgres.
 sub advance_slot
 {
-	my ($primary, $name) = @_;
-	$primary->safe_psql('postgres', 'CHECKPOINT');
-	$primary->safe_psql('postgres',
+	my ($primary, $name, $dbname) = @_;
+	$dbname //= 'postgres';
+	$primary->safe_psql($dbname, 'CHECKPOINT');
+	$primary->safe_psql($dbname,
 		"SELECT pg_replication_slot_advance('$name', pg_current_wal_lsn())");
 	return;
 }
