@@ -42,6 +42,7 @@ PROVE_TESTS = $(wildcard test/t/*.pl)
 export PGCTLTIMEOUT = 120
 
 PG_CPPFLAGS = -I$(srcdir)/include -I$(libpq_srcdir)
+PG_CFLAGS = -Wshadow
 SHLIB_LINK_INTERNAL = $(libpq)
 EXTRA_CLEAN = tmp_check_regress test/results test/regression.diffs test/regression.out
 
