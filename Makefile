@@ -18,6 +18,8 @@ OBJS = \
 	src/sync_checks.o \
 	src/sync_remote.o \
 	src/sync_status.o \
+	src/worker_status.o \
+	src/sync_views.o \
 	src/sync_cycle.o \
 	src/sync_launcher.o \
 	src/sync_worker.o \

@@ -24,6 +24,7 @@
 /* Settings of the standby side (pg_slotsync.c) */
 extern bool pg_slotsync_sync_enabled;
 extern char *pg_slotsync_primary_conninfo;
+extern int	pg_slotsync_stale_after;
 
 /* Name of the worker's anchor slot; see sync_anchor.c */
 #define SLOT_SYNC_ANCHOR_NAME "pg_slotsync_anchor"
@@ -42,6 +43,9 @@ extern void sync_create_copy(const RemoteSlot *remote, Oid dboid,
 extern bool sync_update_copy(const RemoteSlot *remote, bool make_ready,
 							 const char *snapshot, Size snapshot_len);
 extern void sync_invalidate_copy(const char *name);
+extern void sync_demote_copy(const char *name);
+extern int	sync_demote_ready_copies(const char *why);
+extern int	sync_demote_if_unprotected(bool slot_name_changed);
 extern void sync_drop_copy(const char *name, bool log_it);
 extern int	sync_remove_debris(const char *why);
 extern void sync_poke_walreceiver(void);
@@ -54,6 +58,21 @@ extern void sync_anchor_drop(bool log_it);
 extern XLogRecPtr sync_protected_from(void);
 
 /* sync_status.c: per-slot state in shared memory, and the sync claim */
+typedef struct SyncStatusEntry
+{
+	NameData	name;
+	NameData	database;
+	uint64		incarnation;
+	SyncState	state;
+	SyncReason	reason_code;
+	bool		seen;			/* listed in the current cycle */
+	XLogRecPtr	remote_restart_lsn;
+	XLogRecPtr	remote_confirmed_flush;
+	TransactionId remote_catalog_xmin;
+	TimestampTz last_sync;		/* last time the copy matched the primary */
+	char		reason[256];
+} SyncStatusEntry;
+
 extern Size slot_sync_status_shmem_size(void);
 extern void slot_sync_status_shmem_init(void *ptr, bool found);
 extern void slot_sync_status_begin_cycle(void);
@@ -61,7 +80,10 @@ extern bool slot_sync_status_set(const RemoteSlot *remote, SyncState state,
 								 SyncReason code, const char *reason,
 								 bool synced_now);
 extern void slot_sync_status_end_cycle(void);
+extern void slot_sync_status_mark(const char *name, SyncState state,
+								  SyncReason code, const char *reason);
 extern void slot_sync_status_clear(void);
+extern SyncStatusEntry *slot_sync_status_copy(int *n);
 extern bool slot_sync_status_lookup(const char *name, SyncState *state,
 									SyncReason *code, char *reason,
 									Size reasonlen, TimestampTz *last_sync);
@@ -70,6 +92,40 @@ extern void slot_sync_release(void);
 extern bool slot_sync_claimed_by_anyone(void);
 extern void slot_sync_set_launcher_latch(struct Latch *latch);
 extern uint64 slot_sync_claim_releases(void);
+
+/* worker_status.c: the syncing process, as the views see it */
+typedef enum WorkerPhase
+{
+	WORKER_PHASE_NONE,			/* no syncing process */
+	WORKER_PHASE_STARTING,
+	WORKER_PHASE_MISCONFIGURED, /* a setting keeps it from syncing */
+	WORKER_PHASE_DISCONNECTED,	/* it cannot reach or use the primary */
+	WORKER_PHASE_SYNCING
+} WorkerPhase;
+
+typedef struct WorkerStatus
+{
+	pid_t		pid;
+	bool		manual;			/* a manual call, not the worker */
+	WorkerPhase phase;
+	bool		connected;
+	TimestampTz started_at;
+	TimestampTz last_sync;		/* last completed cycle */
+	TimestampTz last_error_time;
+	uint64		cycles;
+	uint64		errors;
+	uint64		primary_sysid;
+	char		last_error[512];
+} WorkerStatus;
+
+extern Size worker_status_shmem_size(void);
+extern void worker_status_shmem_init(void *ptr, bool found);
+extern void worker_status_started(bool manual);
+extern void worker_status_stopped(void);
+extern void worker_status_problem(WorkerPhase phase, const char *message);
+extern void worker_status_synced(uint64 primary_sysid);
+extern void worker_status_read(WorkerStatus *out);
+extern bool worker_status_recent_sync(void);
 
 /* sync_checks.c: what synchronization requires, and complaints about it */
 typedef struct SyncComplaint

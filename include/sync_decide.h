@@ -53,6 +53,7 @@ typedef enum SyncState
 {
 	SYNC_STATE_NOT_READY,
 	SYNC_STATE_READY,
+	SYNC_STATE_STALE,			/* ready, but not confirmed current lately */
 	SYNC_STATE_CONFLICT,
 	SYNC_STATE_INVALIDATED,
 	SYNC_STATE_ERROR
@@ -68,6 +69,7 @@ typedef enum SyncReason
 	SYNC_REASON_DATABASE_MISSING,
 	SYNC_REASON_IDENTITY_CHANGED,
 	SYNC_REASON_LOCAL_INVALIDATED,
+	SYNC_REASON_UNPROTECTED,
 	SYNC_REASON_WAL_NOT_FLUSHED,
 	SYNC_REASON_NO_FREE_SLOT,
 	SYNC_REASON_CREATING,
@@ -76,6 +78,8 @@ typedef enum SyncReason
 	SYNC_REASON_FEEDBACK_PENDING,
 	SYNC_REASON_SLOT_MOVED,
 	SYNC_REASON_SNAPSHOT_INVALID,
+	SYNC_REASON_LAGGING,
+	SYNC_REASON_NO_RECENT_SYNC,
 	SYNC_REASON_ERROR
 } SyncReason;
 
@@ -90,6 +94,8 @@ typedef enum SyncAction
 								 * make the copy ready) */
 	SYNC_ACTION_DROP,			/* drop the local copy; decide again on
 								 * what is left, which creates it afresh */
+	SYNC_ACTION_DEMOTE,			/* the copy is no longer ready: say so on
+								 * disk, then decide again */
 	SYNC_ACTION_INVALIDATE		/* copy the remote invalidation */
 } SyncAction;
 
@@ -122,6 +128,9 @@ typedef struct SyncInputs
 										 * has a catalog_xmin ... */
 	TransactionId primary_catalog_xmin; /* ... and this is it */
 	SnapshotState snapshot;
+	int64		behind_ms;		/* how long since the copy last equalled
+								 * the primary's slot */
+	int			stale_after_ms; /* pg_slotsync.stale_after */
 } SyncInputs;
 
 typedef struct SyncPlan
@@ -138,6 +147,11 @@ typedef struct SyncPlan
 } SyncPlan;
 
 extern void slot_sync_decide(const SyncInputs *in, SyncPlan *plan);
+extern bool sync_local_protection_lost(bool feedback, const char *slot_name,
+									   bool slot_name_changed,
+									   char *why, Size whylen);
+extern SyncState sync_reported_state(SyncState recorded, bool marker_ready,
+									 bool recent_sync, SyncReason *code);
 extern const char *sync_reason_name(SyncReason reason);
 extern const char *sync_state_name(SyncState state);
 extern bool sync_reason_is_data_loss(SyncReason reason);

@@ -71,3 +71,45 @@ COMMENT ON VIEW pg_slotsync.sync_status
 IS 'per failover slot of the primary: whether this standby''s copy is ready, and why not';
 
 GRANT SELECT ON pg_slotsync.sync_status TO PUBLIC;
+
+-- Standby side: the syncing process itself.
+CREATE FUNCTION pg_slotsync.sync_worker_status(
+    OUT pid integer,
+    OUT process text,
+    OUT state text,
+    OUT started_at timestamptz,
+    OUT last_sync_time timestamptz,
+    OUT cycles bigint,
+    OUT errors bigint,
+    OUT last_error text,
+    OUT last_error_time timestamptz,
+    OUT primary_system_identifier bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'pg_slotsync_sync_worker_status'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE VIEW pg_slotsync.sync_worker AS
+SELECT * FROM pg_slotsync.sync_worker_status();
+
+COMMENT ON VIEW pg_slotsync.sync_worker
+IS 'the slot sync worker (or a manual sync): running, syncing, or why not';
+
+-- Standby side: the one question a failover tool asks.
+CREATE FUNCTION pg_slotsync.failover_readiness(
+    OUT slot_name name,
+    OUT ready boolean,
+    OUT state text,
+    OUT reason_code text,
+    OUT reason text,
+    OUT lag_bytes numeric,
+    OUT last_sync_time timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_slotsync_failover_readiness'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.failover_readiness()
+IS 'is this standby failover-safe: a summary row (slot_name NULL), then one row per failover slot';
+
+GRANT SELECT ON pg_slotsync.sync_worker TO PUBLIC;

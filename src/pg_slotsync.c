@@ -55,6 +55,7 @@ void		_PG_init(void);
 char	   *pg_slotsync_failover_slot_patterns = NULL;
 bool		pg_slotsync_sync_enabled = false;
 char	   *pg_slotsync_primary_conninfo = NULL;
+int			pg_slotsync_stale_after = 30000;
 char	   *pg_slotsync_synchronized_standby_slots = NULL;
 
 /* shared memory */
@@ -66,8 +67,11 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static Size
 slotsync_shmem_size(void)
 {
-	return add_size(MAXALIGN(sizeof(SlotSyncShared)),
-					slot_sync_status_shmem_size());
+	Size		size = MAXALIGN(sizeof(SlotSyncShared));
+
+	size = add_size(size, MAXALIGN(slot_sync_status_shmem_size()));
+	size = add_size(size, worker_status_shmem_size());
+	return size;
 }
 
 static void
@@ -100,6 +104,9 @@ slotsync_shmem_startup(void)
 	}
 	slot_sync_status_shmem_init((char *) SlotSyncState +
 								MAXALIGN(sizeof(SlotSyncShared)), found);
+	worker_status_shmem_init((char *) SlotSyncState +
+							 MAXALIGN(sizeof(SlotSyncShared)) +
+							 MAXALIGN(slot_sync_status_shmem_size()), found);
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -144,6 +151,15 @@ _PG_init(void)
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_slotsync.stale_after",
+							"How long a ready copy may go without being confirmed equal to the primary's slot before it is reported stale.",
+							"A stale copy is still kept at promotion; the views and pg_slotsync.failover_readiness() no longer call it ready.",
+							&pg_slotsync_stale_after,
+							30000, 1000, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("pg_slotsync.synchronized_standby_slots",
 							   "Physical slots of the standbys that must confirm WAL before consumers of failover slots receive it.",

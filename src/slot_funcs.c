@@ -306,21 +306,21 @@ pg_slotsync_alter_replication_slot(PG_FUNCTION_ARGS)
 
 /*
  * The sync columns of a synced slot (values/nulls 3 to 5): from the syncing
- * process if it knows the slot, else from the slot's own marker.  The slot
- * has the last word on readiness.
+ * process if it knows the slot, else from the slot's own marker, as
+ * sync_reported_state() says: the slot has the last word on readiness, and
+ * a ready copy nobody vouched for lately is stale.
  */
 static void
 put_sync_state(const char *name, bool ready, Datum *values, bool *nulls)
 {
 	SyncState	state;
+	SyncReason	code = SYNC_REASON_NONE;
 	char		reason[256];
 	TimestampTz last_sync;
 
-	if (slot_sync_status_lookup(name, &state, NULL, reason, sizeof(reason),
+	if (slot_sync_status_lookup(name, &state, &code, reason, sizeof(reason),
 								&last_sync))
 	{
-		if (state == SYNC_STATE_READY && !ready)
-			state = SYNC_STATE_NOT_READY;
 		if (reason[0] != '\0')
 		{
 			values[4] = CStringGetTextDatum(reason);
@@ -334,6 +334,8 @@ put_sync_state(const char *name, bool ready, Datum *values, bool *nulls)
 	}
 	else
 		state = ready ? SYNC_STATE_READY : SYNC_STATE_NOT_READY;
+	state = sync_reported_state(state, ready, worker_status_recent_sync(),
+								&code);
 	values[3] = CStringGetTextDatum(sync_state_name(state));
 	nulls[3] = false;
 }

@@ -49,6 +49,7 @@
 
 #include <signal.h>
 
+#include "access/xact.h"
 #include "access/xlog.h"
 #include "access/xlogrecovery.h"
 #include "access/xlog_internal.h"
@@ -285,6 +286,104 @@ sync_update_copy(const RemoteSlot *remote, bool make_ready,
 
 	ReplicationSlotRelease();
 	return changed;
+}
+
+/*
+ * The copy is no longer sync-ready (see sync_decide.c): say so in its
+ * marker first, so that a crash in between leaves a copy that is not ready,
+ * then give it the placeholder plugin again.  The caller holds the
+ * database lock.
+ */
+void
+sync_demote_copy(const char *name)
+{
+	ReplicationSlot *slot;
+	SlotMarker	marker;
+
+	ReplicationSlotAcquire(name, true);
+	slot = MyReplicationSlot;
+	if (slot_marker_examine(name, &marker) == SLOT_MARKER_PRESENT &&
+		(marker.flags & SLOT_MARKER_READY))
+	{
+		marker.flags &= ~SLOT_MARKER_READY;
+		slot_marker_write_owned(name, &marker);
+	}
+	SpinLockAcquire(&slot->mutex);
+	namestrcpy(&slot->data.plugin, SLOT_SYNC_NOT_READY_PLUGIN);
+	SpinLockRelease(&slot->mutex);
+	ReplicationSlotMarkDirty();
+	ReplicationSlotSave();
+	ReplicationSlotRelease();
+}
+
+/*
+ * Demote every ready copy: the standby's settings no longer let the primary
+ * keep their catalog rows ("why" says which).  During recovery the caller
+ * must be in a transaction (database locks).  Returns how many.
+ */
+int
+sync_demote_ready_copies(const char *why)
+{
+	SlotCopy   *slots;
+	int			nslots;
+	int			demoted = 0;
+
+	slots = slot_copy_all_palloc(&nslots);
+	for (int i = 0; i < nslots; i++)
+	{
+		const char *name = NameStr(slots[i].name);
+		LocalSlot	local;
+
+		if (!slots[i].is_logical || slots[i].active_pid != 0)
+			continue;
+		sync_read_local(name, &local, NULL);
+		if (!local.ready)
+			continue;
+		sync_lock_database(slots[i].database, NULL);
+		sync_demote_copy(name);
+		sync_unlock_database(slots[i].database);
+		slot_sync_status_mark(name, SYNC_STATE_NOT_READY,
+							  SYNC_REASON_UNPROTECTED, why);
+		ereport(LOG,
+				(errmsg("replication slot \"%s\" is no longer sync-ready", name),
+				 errdetail("The primary is not known to keep the catalog rows it needs, because %s.",
+						   why)));
+		demoted++;
+	}
+	pfree(slots);
+	return demoted;
+}
+
+/*
+ * Demote every ready copy if the standby's settings no longer protect them
+ * (sync_local_protection_lost()), once per change of the reason.  For the
+ * worker, and for the launcher while nobody syncs.  Returns how many.
+ */
+int
+sync_demote_if_unprotected(bool slot_name_changed)
+{
+	static char last_why[128] = "";
+	char		why[128];
+	bool		own_xact;
+	int			demoted;
+
+	if (!sync_local_protection_lost(hot_standby_feedback, PrimarySlotName,
+									slot_name_changed, why, sizeof(why)))
+	{
+		last_why[0] = '\0';
+		return 0;
+	}
+	if (strcmp(why, last_why) == 0)
+		return 0;
+	strlcpy(last_why, why, sizeof(last_why));
+
+	own_xact = !IsTransactionState();
+	if (own_xact)
+		StartTransactionCommand();
+	demoted = sync_demote_ready_copies(why);
+	if (own_xact)
+		CommitTransactionCommand();
+	return demoted;
 }
 
 /*

@@ -53,6 +53,7 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/timestamp.h"
 
 /* What a syncing process remembers about each slot between cycles. */
 typedef struct SlotMemory
@@ -62,6 +63,7 @@ typedef struct SlotMemory
 	bool		listed;			/* listed by the primary this cycle */
 	XLogRecPtr	fileless_lsn;	/* primary has no snapshot file here */
 	SyncReason	last_reason;	/* last kind of reason logged */
+	TimestampTz synced_at;		/* last time the copy equalled the slot */
 	MarkerCacheEntry marker;	/* saves reading the marker every cycle */
 } SlotMemory;
 
@@ -122,6 +124,8 @@ slot_memory(SyncSession *session, const char *name)
 	{
 		memset(mem, 0, sizeof(*mem));
 		mem->name = key;
+		/* a copy found behind is counted as behind from now on */
+		mem->synced_at = GetCurrentTimestamp();
 	}
 	return mem;
 }
@@ -329,6 +333,9 @@ decide_slot(CycleContext *cy, SlotWork *w)
 		TransactionIdIsValid(cy->info->standby_slot_catalog_xmin);
 	in.primary_catalog_xmin = cy->info->standby_slot_catalog_xmin;
 	in.snapshot = snapshot_state(w, &in.local);
+	in.behind_ms = TimestampDifferenceMilliseconds(w->mem->synced_at,
+												   GetCurrentTimestamp());
+	in.stale_after_ms = pg_slotsync_stale_after;
 
 	slot_sync_decide(&in, &w->plan);
 	w->synced_now = w->plan.action == SYNC_ACTION_NONE &&
@@ -416,6 +423,14 @@ apply_step(CycleContext *cy, SlotWork *w)
 			break;
 		case SYNC_ACTION_INVALIDATE:
 			sync_invalidate_copy(name);
+			break;
+		case SYNC_ACTION_DEMOTE:
+			log_reason_change(w->mem, name, w->plan.reason_code,
+							  w->plan.reason);
+			sync_demote_copy(name);
+			ereport(LOG,
+					(errmsg("replication slot \"%s\" is no longer sync-ready", name),
+					 errdetail("The reason is that %s.", w->plan.reason)));
 			break;
 		case SYNC_ACTION_UPDATE:
 			{
@@ -525,6 +540,8 @@ record_slot(CycleContext *cy, SlotWork *w)
 		w->plan.state == SYNC_STATE_ERROR || w->plan.fetch_snapshot)
 		cy->result->pending = true;
 
+	if (w->synced_now)
+		w->mem->synced_at = GetCurrentTimestamp();
 	log_reason_change(w->mem, name, w->plan.reason_code, w->plan.reason);
 	if (!slot_sync_status_set(w->remote, w->plan.state, w->plan.reason_code,
 							  w->plan.reason, w->synced_now))

@@ -51,6 +51,28 @@
  * copy), is dropped and created afresh, not ready until proven again.  A
  * not-ready copy never moves backwards either: it waits.
  *
+ * A ready copy stays ready only while the primary keeps its catalog rows
+ * (rule 2): once the primary's physical slot for this standby has no
+ * catalog_xmin, or one above the copy's, replay may already have removed
+ * rows the copy needs, and on PostgreSQL 15 nothing would invalidate the
+ * copy on the standby (16 and later do, on conflict).  Such a copy is
+ * demoted at once (SYNC_ACTION_DEMOTE: not ready on disk, dropped at
+ * promotion) and proven again from the primary's current position like a
+ * new one.  The standby's own settings can tell the same before the
+ * primary does: hot_standby_feedback off, primary_slot_name unset or
+ * changed (sync_local_protection_lost()); the syncing process, or the
+ * launcher when nobody syncs, then demotes every ready copy.
+ *
+ * A ready copy that is merely not current is still safe where it is: a
+ * consumer resuming from it gets every change after its position, some of
+ * them again.  It is kept at promotion (the primary may be gone; its copies
+ * are the best there is), but after pg_slotsync.stale_after without being
+ * confirmed equal to the primary's slot it is reported "stale": when it has
+ * not followed the primary's slot for that long (SYNC_REASON_LAGGING,
+ * decided here from how long it has been behind), or when no syncing
+ * process has completed a cycle for that long (SYNC_REASON_NO_RECENT_SYNC,
+ * sync_reported_state(), for the views).
+ *
  * Moving a ready copy's restart_lsn, or making a copy ready, needs the
  * snapshot at the new restart_lsn (rule 3): the plan then asks for it
  * (fetch_snapshot), the cycle gets it from the primary for all slots at
@@ -111,6 +133,8 @@ sync_reason_name(SyncReason reason)
 			return "identity_changed";
 		case SYNC_REASON_LOCAL_INVALIDATED:
 			return "local_invalidated";
+		case SYNC_REASON_UNPROTECTED:
+			return "unprotected";
 		case SYNC_REASON_WAL_NOT_FLUSHED:
 			return "wal_not_flushed";
 		case SYNC_REASON_NO_FREE_SLOT:
@@ -127,6 +151,10 @@ sync_reason_name(SyncReason reason)
 			return "slot_moved";
 		case SYNC_REASON_SNAPSHOT_INVALID:
 			return "snapshot_invalid";
+		case SYNC_REASON_LAGGING:
+			return "lagging";
+		case SYNC_REASON_NO_RECENT_SYNC:
+			return "no_recent_sync";
 		case SYNC_REASON_ERROR:
 			return "error";
 	}
@@ -142,6 +170,8 @@ sync_state_name(SyncState state)
 			return "not_ready";
 		case SYNC_STATE_READY:
 			return "ready";
+		case SYNC_STATE_STALE:
+			return "stale";
 		case SYNC_STATE_CONFLICT:
 			return "conflict";
 		case SYNC_STATE_INVALIDATED:
@@ -369,6 +399,24 @@ decide_preconditions(const SyncInputs *in, SyncPlan *plan)
 		return true;
 	}
 
+	/* a ready copy whose catalog rows the primary no longer keeps */
+	if (l->exists && l->ready &&
+		(!in->primary_keeps_catalog ||
+		 TransactionIdPrecedes(l->catalog_xmin, in->primary_catalog_xmin)))
+	{
+		plan->action = SYNC_ACTION_DEMOTE;
+		plan->state = SYNC_STATE_NOT_READY;
+		if (!in->primary_keeps_catalog)
+			set_reason(plan, SYNC_REASON_UNPROTECTED,
+					   "the primary no longer keeps catalog rows for the copy's catalog xmin %u: its physical slot for this standby has no catalog_xmin",
+					   l->catalog_xmin);
+		else
+			set_reason(plan, SYNC_REASON_UNPROTECTED,
+					   "the primary no longer keeps catalog rows for the copy's catalog xmin %u: its physical slot for this standby has catalog_xmin %u",
+					   l->catalog_xmin, in->primary_catalog_xmin);
+		return true;
+	}
+
 	/* invalidated here but not there: start over */
 	if (l->exists && l->invalidated)
 	{
@@ -381,19 +429,82 @@ decide_preconditions(const SyncInputs *in, SyncPlan *plan)
 	return false;
 }
 
-void
-slot_sync_decide(const SyncInputs *in, SyncPlan *plan)
+/*
+ * A ready copy that will not equal the primary's slot after this plan, and
+ * has not for longer than pg_slotsync.stale_after, is stale.
+ */
+static void
+decide_staleness(const SyncInputs *in, SyncPlan *plan)
+{
+	char		why[256];
+
+	if (plan->state != SYNC_STATE_READY || !in->local.exists ||
+		(plan->action == SYNC_ACTION_UPDATE && !plan->fetch_snapshot) ||
+		!remote_differs(in->remote, &in->local) ||
+		in->behind_ms <= in->stale_after_ms)
+		return;
+
+	strlcpy(why, plan->reason[0] ? plan->reason :
+			"the copy could not be moved yet", sizeof(why));
+	plan->state = SYNC_STATE_STALE;
+	set_reason(plan, SYNC_REASON_LAGGING,
+			   "the copy has not followed the primary's slot for " INT64_FORMAT " ms: %s",
+			   in->behind_ms, why);
+}
+
+/*
+ * Do the standby's own settings still let the primary keep the catalog rows
+ * of copies?  hot_standby_feedback carries them to the physical slot named
+ * by primary_slot_name; without either, or with another slot named now,
+ * nothing is known to keep them.  Says why in "why".
+ */
+bool
+sync_local_protection_lost(bool feedback, const char *slot_name,
+						   bool slot_name_changed, char *why, Size whylen)
+{
+	if (!feedback)
+		strlcpy(why, "\"hot_standby_feedback\" is off", whylen);
+	else if (slot_name == NULL || slot_name[0] == '\0')
+		strlcpy(why, "\"primary_slot_name\" is not set", whylen);
+	else if (slot_name_changed)
+		snprintf(why, whylen, "\"primary_slot_name\" changed to \"%s\"",
+				 slot_name);
+	else
+		return false;
+	return true;
+}
+
+/*
+ * What a view shows for a slot whose last cycle recorded "recorded": the
+ * slot's own marker has the last word on readiness, and a ready copy nobody
+ * confirmed lately (no syncing process completed a cycle within
+ * pg_slotsync.stale_after) is stale.
+ */
+SyncState
+sync_reported_state(SyncState recorded, bool marker_ready, bool recent_sync,
+					SyncReason *code)
+{
+	if (recorded != SYNC_STATE_READY && recorded != SYNC_STATE_STALE)
+		return recorded;
+	if (!marker_ready)
+	{
+		if (*code == SYNC_REASON_NONE)
+			*code = SYNC_REASON_UNPROTECTED;
+		return SYNC_STATE_NOT_READY;
+	}
+	if (!recent_sync)
+	{
+		*code = SYNC_REASON_NO_RECENT_SYNC;
+		return SYNC_STATE_STALE;
+	}
+	return recorded;
+}
+
+static void
+decide_positions(const SyncInputs *in, SyncPlan *plan)
 {
 	const RemoteSlot *r = in->remote;
 	const LocalSlot *l = &in->local;
-
-	memset(plan, 0, sizeof(*plan));
-	plan->action = SYNC_ACTION_NONE;
-	plan->state = (l->exists && l->synced && l->ready) ?
-		SYNC_STATE_READY : SYNC_STATE_NOT_READY;
-
-	if (decide_preconditions(in, plan))
-		return;
 
 	/* never point beyond what the standby has */
 	if (r->confirmed_flush > in->standby_flush)
@@ -437,4 +548,19 @@ slot_sync_decide(const SyncInputs *in, SyncPlan *plan)
 	}
 
 	decide_update(in, plan);
+}
+
+void
+slot_sync_decide(const SyncInputs *in, SyncPlan *plan)
+{
+	const LocalSlot *l = &in->local;
+
+	memset(plan, 0, sizeof(*plan));
+	plan->action = SYNC_ACTION_NONE;
+	plan->state = (l->exists && l->synced && l->ready) ?
+		SYNC_STATE_READY : SYNC_STATE_NOT_READY;
+
+	if (!decide_preconditions(in, plan))
+		decide_positions(in, plan);
+	decide_staleness(in, plan);
 }

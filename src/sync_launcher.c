@@ -27,6 +27,9 @@
  *	  or was cancelled or terminated) gives up the claim, which wakes it.
  *	  It takes the claim itself while it cleans, so that a manual call
  *	  cannot start meanwhile;
+ *	- while sync is off, demotes ready copies once the standby's settings no
+ *	  longer protect them (sync_local_protection_lost()), which makes them
+ *	  debris too;
  *	- at promotion, once the worker is gone, removes the debris in case the
  *	  worker could not, and exits.
  *
@@ -116,7 +119,24 @@ typedef struct LauncherState
 	int			retry_ms;
 	uint64		cleaned_at_releases;	/* claim releases at the last clean */
 	bool		cleanup_pending;
+	bool		settings_changed;	/* since the last look at protection */
 } LauncherState;
+
+/*
+ * Nobody syncs: if the settings no longer protect the ready copies, they
+ * are not ready any more, and so debris to clean up.
+ */
+static void
+demote_if_unprotected(LauncherState *ls)
+{
+	if (!slot_sync_claim())
+		return;					/* a manual call is syncing: it decides */
+	ls->settings_changed = false;
+	if (sync_demote_if_unprotected(false) > 0)
+		ls->cleanup_pending = true;
+	slot_sync_release();
+	ls->cleaned_at_releases = slot_sync_claim_releases();
+}
 
 /*
  * Sync is off and nobody syncs: clean up if a syncing process gave up its
@@ -214,6 +234,7 @@ pg_slotsync_launcher_main(Datum arg)
 	memset(&ls, 0, sizeof(ls));
 	ls.retry_ms = SYNC_RETRY_MIN_MS;
 	ls.cleanup_pending = true;	/* whatever a crashed worker left */
+	ls.settings_changed = true;
 	slot_sync_set_launcher_latch(MyLatch);
 	before_shmem_exit(forget_launcher_latch, (Datum) 0);
 
@@ -230,6 +251,7 @@ pg_slotsync_launcher_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			ls.next_start = 0;	/* a fixed setting may let it start now */
+			ls.settings_changed = true;
 		}
 
 		running = worker_running(&ls);
@@ -246,6 +268,8 @@ pg_slotsync_launcher_main(Datum arg)
 		}
 		else if (!pg_slotsync_sync_enabled)
 		{
+			if (!running && ls.settings_changed)
+				demote_if_unprotected(&ls);
 			if (!running)
 				clean_up_if_due(&ls);
 		}

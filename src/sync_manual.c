@@ -14,6 +14,10 @@
  * ready copy, including slots it could not even record (more failover
  * slots than the standby has room for).
  *
+ * While it runs it reports itself as the syncing process (worker_status.c);
+ * what it recorded of each slot stays visible after it returns, stale once
+ * nobody has vouched for it for pg_slotsync.stale_after.
+ *
  * Nothing outlives the call but ready copies.  On the way out, whatever the
  * way (success, timeout, an error, a cancel, statement_timeout, the backend
  * terminated), the connection is closed, the claim given up and the session
@@ -162,7 +166,7 @@ manual_failure_cleanup(int code, Datum arg)
 
 	LWLockReleaseAll();
 	sync_session_disconnect(session);
-	slot_sync_status_clear();
+	worker_status_stopped();
 	slot_sync_release();
 }
 
@@ -201,6 +205,7 @@ sync_until_done(SyncSession *session, TimestampTz deadline,
 			raise_complaint(&complaint);
 		if (status == SYNC_CYCLE_INTERRUPTED)
 			continue;
+		worker_status_synced(0);
 
 		/* the slots to wait for: those the primary has now */
 		if (names == NULL)
@@ -235,6 +240,7 @@ pg_slotsync_sync_replication_slots(PG_FUNCTION_ARGS)
 
 	sync_session_init(&session, CurrentMemoryContext, "pg_slotsync manual sync",
 					  manual_interrupted);
+	worker_status_started(true);
 	initStringInfo(&not_ready);
 
 	PG_ENSURE_ERROR_CLEANUP(manual_failure_cleanup, PointerGetDatum(&session));
@@ -246,7 +252,7 @@ pg_slotsync_sync_replication_slots(PG_FUNCTION_ARGS)
 	/* not-ready copies do not outlive the call, as in core */
 	sync_session_destroy(&session);
 	sync_remove_debris("when pg_slotsync.sync_replication_slots() returned");
-	slot_sync_status_clear();
+	worker_status_stopped();
 	slot_sync_release();
 
 	if (!done)

@@ -43,23 +43,7 @@
 #include "utils/pg_lsn.h"
 #include "utils/timestamp.h"
 
-PG_FUNCTION_INFO_V1(pg_slotsync_sync_status);
-PG_FUNCTION_INFO_V1(pg_slotsync_sync_status_1_1);
 
-typedef struct SyncStatusEntry
-{
-	NameData	name;
-	NameData	database;
-	uint64		incarnation;
-	SyncState	state;
-	SyncReason	reason_code;
-	bool		seen;			/* listed in the current cycle */
-	XLogRecPtr	remote_restart_lsn;
-	XLogRecPtr	remote_confirmed_flush;
-	TransactionId remote_catalog_xmin;
-	TimestampTz last_sync;		/* last time the copy matched the primary */
-	char		reason[256];
-} SyncStatusEntry;
 
 typedef struct SyncStatusShared
 {
@@ -244,6 +228,29 @@ slot_sync_status_set(const RemoteSlot *remote, SyncState state,
 	return entry != NULL;
 }
 
+/*
+ * Change the recorded state of a slot outside a cycle (a copy demoted when
+ * the standby's settings changed); nothing if it has no entry.
+ */
+void
+slot_sync_status_mark(const char *name, SyncState state, SyncReason code,
+					  const char *reason)
+{
+	LWLockAcquire(SyncStatus->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < SyncStatus->nentries; i++)
+	{
+		SyncStatusEntry *e = &SyncStatus->entries[i];
+
+		if (strcmp(NameStr(e->name), name) != 0)
+			continue;
+		e->state = state;
+		e->reason_code = code;
+		strlcpy(e->reason, reason, sizeof(e->reason));
+		break;
+	}
+	LWLockRelease(SyncStatus->lock);
+}
+
 void
 slot_sync_status_end_cycle(void)
 {
@@ -310,67 +317,16 @@ slot_sync_claimed_by_anyone(void)
 }
 
 /*
- * The rows of pg_slotsync.sync_status: one per failover slot the syncing
- * process knows from the primary.  Version 1.0 of the extension's SQL has
- * no incarnation column.
+ * A copy of every entry (palloc'd), for the views.
  */
-static Datum
-sync_status_rows(FunctionCallInfo fcinfo, bool with_incarnation)
+SyncStatusEntry *
+slot_sync_status_copy(int *n)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	SyncStatusEntry *copy;
-	int			n;
+	SyncStatusEntry *copy = palloc(sizeof(SyncStatusEntry) * status_capacity());
 
-	InitMaterializedSRF(fcinfo, 0);
-
-	copy = palloc(sizeof(SyncStatusEntry) * status_capacity());
 	LWLockAcquire(SyncStatus->lock, LW_SHARED);
-	n = SyncStatus->nentries;
-	memcpy(copy, SyncStatus->entries, sizeof(SyncStatusEntry) * n);
+	*n = SyncStatus->nentries;
+	memcpy(copy, SyncStatus->entries, sizeof(SyncStatusEntry) * *n);
 	LWLockRelease(SyncStatus->lock);
-
-	for (int i = 0; i < n; i++)
-	{
-		SyncStatusEntry *e = &copy[i];
-		Datum		values[10];
-		bool		nulls[10] = {0};
-		const char *code = sync_reason_name(e->reason_code);
-		int			c = 0;
-
-		values[c++] = NameGetDatum(&e->name);
-		values[c++] = CStringGetTextDatum(NameStr(e->database));
-		if (with_incarnation)
-		{
-			nulls[c] = e->incarnation == 0;
-			values[c++] = Int64GetDatum((int64) e->incarnation);
-		}
-		values[c++] = CStringGetTextDatum(sync_state_name(e->state));
-		nulls[c] = code == NULL;
-		values[c++] = code ? CStringGetTextDatum(code) : (Datum) 0;
-		nulls[c] = e->reason[0] == '\0';
-		values[c++] = CStringGetTextDatum(e->reason);
-		nulls[c] = XLogRecPtrIsInvalid(e->remote_restart_lsn);
-		values[c++] = LSNGetDatum(e->remote_restart_lsn);
-		nulls[c] = XLogRecPtrIsInvalid(e->remote_confirmed_flush);
-		values[c++] = LSNGetDatum(e->remote_confirmed_flush);
-		nulls[c] = !TransactionIdIsValid(e->remote_catalog_xmin);
-		values[c++] = TransactionIdGetDatum(e->remote_catalog_xmin);
-		nulls[c] = e->last_sync == 0;
-		values[c++] = TimestampTzGetDatum(e->last_sync);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
-							 values, nulls);
-	}
-	return (Datum) 0;
-}
-
-Datum
-pg_slotsync_sync_status(PG_FUNCTION_ARGS)
-{
-	return sync_status_rows(fcinfo, false);
-}
-
-Datum
-pg_slotsync_sync_status_1_1(PG_FUNCTION_ARGS)
-{
-	return sync_status_rows(fcinfo, true);
+	return copy;
 }

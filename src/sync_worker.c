@@ -30,7 +30,15 @@
  * stops, drop what it leaves (sync_remove_debris()) and exit.  A change of
  * primary_conninfo, primary_slot_name, hot_standby_feedback or
  * pg_slotsync.primary_conninfo makes it log that it restarts, and start
- * over with the new settings (a new connection, a first cycle).
+ * over with the new settings (a new connection, a first cycle).  Settings
+ * that leave the primary no reason to keep the copies' catalog rows
+ * (hot_standby_feedback off, primary_slot_name unset or changed, see
+ * sync_local_protection_lost()) make it demote every ready copy at once:
+ * they are proven again once the settings allow.
+ *
+ * Everything it does is reported in shared memory for the views
+ * (worker_status.c): started, what keeps it from syncing, every completed
+ * cycle.
  *
  * Promotion: the worker checks for the end of recovery at least every
  * REMOTE_POLL_MS (50 ms) even while it waits for the primary, then drops
@@ -149,10 +157,12 @@ worker_interrupted(void)
 static void
 worker_stop(SyncSession *session, const char *why, const char *debris_why)
 {
+	bool		promoted = !RecoveryInProgress();
+
 	if (why != NULL)
 		ereport(LOG, (errmsg_internal("%s", why)));
 	sync_session_disconnect(session);
-	if (RecoveryInProgress())
+	if (!promoted)
 	{
 		StartTransactionCommand();
 		sync_remove_debris(debris_why);
@@ -160,7 +170,11 @@ worker_stop(SyncSession *session, const char *why, const char *debris_why)
 	}
 	else
 		sync_remove_debris(debris_why);
-	slot_sync_status_clear();
+
+	/* the copies left stay visible, stale once nobody vouches for them */
+	if (promoted)
+		slot_sync_status_clear();
+	worker_status_stopped();
 	slot_sync_release();
 	proc_exit(0);
 }
@@ -242,6 +256,8 @@ handle_interrupts(WorkerState *ws)
 	{
 		ereport(LOG,
 				(errmsg("replication slot synchronization worker will restart because of a parameter change")));
+		sync_demote_if_unprotected(strcmp(ws->watched.slot_name,
+									 PrimarySlotName ? PrimarySlotName : "") != 0);
 		watched_settings_take(&ws->watched);
 		sync_session_disconnect(&ws->session);
 		ws->retry_ms = SYNC_RETRY_MIN_MS;
@@ -255,6 +271,9 @@ static void
 back_off(WorkerState *ws, const SyncComplaint *complaint, bool disconnect)
 {
 	log_complaint(complaint);
+	worker_status_problem(complaint->sqlerrcode == ERRCODE_CONNECTION_FAILURE ?
+						  WORKER_PHASE_DISCONNECTED : WORKER_PHASE_MISCONFIGURED,
+						  complaint->message);
 	if (disconnect)
 		sync_session_disconnect(&ws->session);
 	worker_sleep(ws->retry_ms);
@@ -278,7 +297,10 @@ plan_next_wait(WorkerState *ws, const SyncCycleResult *result)
 	}
 	if (result->pending && result->nchanged == 0)
 		worker_sleep(20);		/* local progress takes a moment */
-	ws->next_wait_ms = result->pending ? SYNC_PENDING_WAIT_MS : SYNC_IDLE_WAIT_MS;
+
+	/* come back often enough to keep the copies from looking stale */
+	ws->next_wait_ms = result->pending ? SYNC_PENDING_WAIT_MS :
+		Min(SYNC_IDLE_WAIT_MS, pg_slotsync_stale_after / 3);
 }
 
 void
@@ -316,6 +338,7 @@ pg_slotsync_worker_main(Datum arg)
 			proc_exit(0);
 	}
 	watched_settings_take(&ws.watched);
+	worker_status_started(false);
 
 	for (;;)
 	{
@@ -325,7 +348,12 @@ pg_slotsync_worker_main(Datum arg)
 
 		if (!slot_sync_validate_local(&complaint))
 		{
-			back_off(&ws, &complaint, false);
+			sync_demote_if_unprotected(false);
+			log_complaint(&complaint);
+			worker_status_problem(WORKER_PHASE_MISCONFIGURED,
+								  complaint.message);
+			worker_sleep(ws.retry_ms);
+			ws.retry_ms = Min(ws.retry_ms * 2, SYNC_RETRY_MAX_MS);
 			continue;
 		}
 
@@ -359,6 +387,7 @@ pg_slotsync_worker_main(Datum arg)
 			continue;
 		}
 
+		worker_status_synced(0);
 		if (!ws.announced)
 		{
 			ereport(LOG, (errmsg("slot sync worker started")));

@@ -87,6 +87,8 @@ base_inputs(SyncInputs *in, RemoteSlot *r)
 	in->primary_keeps_catalog = true;
 	in->primary_catalog_xmin = 900;
 	in->snapshot = SNAPSHOT_NOT_LOOKED;
+	in->behind_ms = 0;
+	in->stale_after_ms = 30000;
 }
 
 /* a copy that exists but is not ready yet, one step behind */
@@ -347,14 +349,57 @@ c_feedback_equal_xmin(SyncInputs *in, RemoteSlot *r)
 	in->snapshot = SNAPSHOT_ON_STANDBY;
 }
 
+static void
+c_feedback_gone(SyncInputs *in, RemoteSlot *r)
+{
+	in->primary_keeps_catalog = false;
+}
+
+static void
+c_feedback_above_copy(SyncInputs *in, RemoteSlot *r)
+{
+	in->primary_catalog_xmin = 1001;
+}
+
+/* the primary's slot moved, the standby lacks the WAL to follow */
+static void
+c_lagging_long(SyncInputs *in, RemoteSlot *r)
+{
+	r->confirmed_flush = 0x3000200;
+	in->standby_flush = 0x3000150;
+	in->behind_ms = 30001;
+}
+
+static void
+c_lagging_briefly(SyncInputs *in, RemoteSlot *r)
+{
+	c_lagging_long(in, r);
+	in->behind_ms = 29000;
+}
+
+static void
+c_equal_for_long(SyncInputs *in, RemoteSlot *r)
+{
+	in->behind_ms = 60000;
+}
+
+static void
+c_updated_after_long(SyncInputs *in, RemoteSlot *r)
+{
+	c_ready_confirmed_moved(in, r);
+	in->behind_ms = 60000;
+}
+
 #define A_NONE SYNC_ACTION_NONE
 #define A_CREATE SYNC_ACTION_CREATE
 #define A_UPDATE SYNC_ACTION_UPDATE
 #define A_DROP SYNC_ACTION_DROP
 #define A_INVAL SYNC_ACTION_INVALIDATE
+#define A_DEMOTE SYNC_ACTION_DEMOTE
 #define S_NR SYNC_STATE_NOT_READY
 #define S_R SYNC_STATE_READY
 #define S_C SYNC_STATE_CONFLICT
+#define S_S SYNC_STATE_STALE
 #define S_I SYNC_STATE_INVALIDATED
 #define S_E SYNC_STATE_ERROR
 
@@ -396,7 +441,62 @@ static const DecideCase cases[] = {
 	{"an invalid snapshot keeps a copy not ready", c_becomes_ready_invalid, A_NONE, S_NR, SYNC_REASON_SNAPSHOT_INVALID},
 	{"the slot moved while asked: not ready yet", c_becomes_ready_slot_moved, A_NONE, S_NR, SYNC_REASON_SLOT_MOVED},
 	{"feedback at exactly the copy's catalog_xmin is enough", c_feedback_equal_xmin, A_UPDATE, S_R, SYNC_REASON_NONE, false, true},
+	{"a ready copy the primary no longer protects is demoted", c_feedback_gone, A_DEMOTE, S_NR, SYNC_REASON_UNPROTECTED},
+	{"a ready copy below the primary's catalog_xmin is demoted", c_feedback_above_copy, A_DEMOTE, S_NR, SYNC_REASON_UNPROTECTED},
+	{"a ready copy behind for longer than stale_after is stale", c_lagging_long, A_NONE, S_S, SYNC_REASON_LAGGING},
+	{"a ready copy behind briefly is still ready", c_lagging_briefly, A_NONE, S_R, SYNC_REASON_NONE},
+	{"a ready copy equal to the primary's slot is never stale", c_equal_for_long, A_NONE, S_R, SYNC_REASON_NONE},
+	{"a ready copy moved now is not stale", c_updated_after_long, A_UPDATE, S_R, SYNC_REASON_NONE},
 };
+
+/* sync_reported_state(): what the views show of a recorded state */
+typedef struct ReportCase
+{
+	const char *name;
+	SyncState	recorded;
+	bool		marker_ready;
+	bool		recent;
+	SyncState	shown;
+	SyncReason	code;
+} ReportCase;
+
+static const ReportCase report_cases[] = {
+	{"shown: a ready copy confirmed lately is ready", S_R, true, true, S_R, SYNC_REASON_NONE},
+	{"shown: a ready copy nobody confirmed lately is stale", S_R, true, false, S_S, SYNC_REASON_NO_RECENT_SYNC},
+	{"shown: a copy demoted since the cycle is not ready", S_R, false, true, S_NR, SYNC_REASON_UNPROTECTED},
+	{"shown: a lagging copy nobody confirmed lately stays stale", S_S, true, false, S_S, SYNC_REASON_NO_RECENT_SYNC},
+	{"shown: a not-ready copy stays not ready", S_NR, false, false, S_NR, SYNC_REASON_NONE},
+	{"shown: a conflict stays a conflict", S_C, false, false, S_C, SYNC_REASON_NONE},
+};
+
+static bool
+check_report(int n, const ReportCase *c)
+{
+	SyncReason	code = SYNC_REASON_NONE;
+	SyncState	shown = sync_reported_state(c->recorded, c->marker_ready,
+											c->recent, &code);
+	bool		ok = shown == c->shown && code == c->code;
+
+	printf("%s %d - %s\n", ok ? "ok" : "not ok", n, c->name);
+	return ok;
+}
+
+/* sync_local_protection_lost(): which settings leave copies unprotected */
+static bool
+check_protection(int n)
+{
+	char		why[128];
+	bool		ok = !sync_local_protection_lost(true, "sb", false, why, sizeof(why)) &&
+		sync_local_protection_lost(false, "sb", false, why, sizeof(why)) &&
+		sync_local_protection_lost(true, "", false, why, sizeof(why)) &&
+		sync_local_protection_lost(true, NULL, false, why, sizeof(why)) &&
+		sync_local_protection_lost(true, "sb", true, why, sizeof(why)) &&
+		strstr(why, "primary_slot_name") != NULL;
+
+	printf("%s %d - protection: feedback off, no slot name or another slot name\n",
+		   ok ? "ok" : "not ok", n);
+	return ok;
+}
 
 static bool
 check(int n, const DecideCase *c)
@@ -435,6 +535,11 @@ print_names(void)
 		printf("reason_code %s\n", sync_reason_name((SyncReason) r));
 	for (int s = SYNC_STATE_NOT_READY; s <= SYNC_STATE_ERROR; s++)
 		printf("state %s\n", sync_state_name((SyncState) s));
+	/* out of range: never printed, but the names must not crash */
+	if (sync_reason_name(SYNC_REASON_NONE) != NULL ||
+		strcmp(sync_reason_name(SYNC_REASON_COUNT), "unknown") != 0 ||
+		strcmp(sync_state_name((SyncState) 99), "unknown") != 0)
+		printf("# unknown values are not named \"unknown\"\n");
 	printf("data_loss_wording");
 	for (int r = SYNC_REASON_NONE + 1; r < SYNC_REASON_COUNT; r++)
 		if (sync_reason_is_data_loss((SyncReason) r))
@@ -454,9 +559,14 @@ main(int argc, char **argv)
 		return 0;
 	}
 
-	printf("1..%d\n", n);
+	printf("1..%d\n", n + (int) lengthof(report_cases) + 1);
 	for (int i = 0; i < n; i++)
 		if (!check(i + 1, &cases[i]))
 			failed++;
+	for (int i = 0; i < (int) lengthof(report_cases); i++)
+		if (!check_report(n + i + 1, &report_cases[i]))
+			failed++;
+	if (!check_protection(n + lengthof(report_cases) + 1))
+		failed++;
 	return failed == 0 ? 0 : 1;
 }

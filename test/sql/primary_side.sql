@@ -58,6 +58,9 @@ SELECT * FROM pg_slotsync.failover_slot_snapshots(NULL);
 -- standby-only: refused on a primary, in core's words
 SELECT pg_slotsync.sync_replication_slots();
 SELECT count(*) AS known_to_sync FROM pg_slotsync.sync_status;
+-- a primary is never "ready for failover" as a standby
+SELECT pid IS NULL AS no_worker, process, state, cycles, errors FROM pg_slotsync.sync_worker;
+SELECT slot_name, ready, state, reason_code, reason FROM pg_slotsync.failover_readiness();
 
 -- privileges: the worker's user needs REPLICATION
 CREATE ROLE slotsync_plain LOGIN;

@@ -5,12 +5,12 @@
 # reason codes the code knows must be the ones the docs list.
 use strict;
 use warnings;
+use Cwd qw(abs_path);
 use File::Basename qw(dirname);
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $top = dirname(dirname(dirname(__FILE__)));
-$top = '.' if $top eq '' || !-d "$top/src";
+my $top = abs_path(dirname(__FILE__) . '/../..');
 my $pg_config = $ENV{PG_CONFIG} // 'pg_config';
 chomp(my $incdir = `$pg_config --includedir-server`);
 chomp(my $pkglibdir = `$pg_config --pkglibdir`);
