@@ -51,7 +51,7 @@ ok( wait_until(
 is(query($standby, 'SELECT state FROM pg_slotsync.sync_worker'),
 	'disconnected', 'the worker says it is disconnected');
 like(query($standby, $readiness_sql),
-	qr/^false:disconnected:no_recent_sync$/,
+	qr/^false:disconnected:sync_failing$/,
 	'and the standby is not ready for failover');
 is( $standby->safe_psql('postgres',
 		"SELECT sync_state FROM pg_slotsync.replication_slots WHERE slot_name = 'prot'"),
