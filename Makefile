@@ -12,9 +12,11 @@ OBJS = \
 	src/slot_funcs.o \
 	src/primary_funcs.o \
 	src/primary_watch.o \
+	src/primary_history.o \
 	src/sync_decide.o \
 	src/sync_apply.o \
 	src/sync_anchor.o \
+	src/sync_history.o \
 	src/sync_checks.o \
 	src/sync_remote.o \
 	src/sync_status.o \

@@ -19,6 +19,8 @@
 #define SLOT_MARKER_SYNCED		0x0002	/* this slot was created by sync */
 #define SLOT_MARKER_READY		0x0004	/* ... and is sync-ready */
 #define SLOT_MARKER_ANCHOR		0x0008	/* the sync worker's anchor slot */
+#define SLOT_MARKER_HISTORY_PENDING 0x0010	/* a copy whose WAL or mapping
+											 * files are not all fetched */
 
 typedef struct SlotMarker
 {

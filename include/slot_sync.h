@@ -25,6 +25,7 @@
 extern bool pg_slotsync_sync_enabled;
 extern char *pg_slotsync_primary_conninfo;
 extern int	pg_slotsync_stale_after;
+extern int	pg_slotsync_max_wal_fetch;
 
 /* Name of the worker's anchor slot; see sync_anchor.c */
 #define SLOT_SYNC_ANCHOR_NAME "pg_slotsync_anchor"
@@ -39,7 +40,8 @@ extern void sync_read_local(const char *name, LocalSlot *local,
 extern void sync_lock_database(Oid dboid, const char *dbname);
 extern void sync_unlock_database(Oid dboid);
 extern void sync_create_copy(const RemoteSlot *remote, Oid dboid,
-							 XLogRecPtr create_at);
+							 XLogRecPtr create_at, bool history_pending);
+extern void sync_history_done(const char *name);
 extern bool sync_update_copy(const RemoteSlot *remote, bool make_ready,
 							 const char *snapshot, Size snapshot_len);
 extern void sync_invalidate_copy(const char *name);
@@ -49,6 +51,20 @@ extern int	sync_demote_if_unprotected(bool slot_name_changed);
 extern void sync_drop_copy(const char *name, bool log_it);
 extern int	sync_remove_debris(const char *why);
 extern void sync_poke_walreceiver(void);
+
+/* sync_history.c: the standby's past, completed from the primary */
+typedef struct LocalHistory
+{
+	bool		known;
+	XLogRecPtr	wal_from;		/* oldest LSN of the contiguous local WAL */
+	XLogRecPtr	removed_upto;	/* WAL below this was removed since start */
+} LocalHistory;
+
+extern void sync_history_local(LocalHistory *history);
+extern RemoteFailure sync_history_fetch(PrimaryConn *conn, XLogRecPtr from,
+										const LocalHistory *history,
+										bool (*interrupted) (void),
+										StringInfo errbuf);
 
 /* sync_anchor.c */
 extern void sync_anchor_ensure(XLogRecPtr upto);

@@ -46,6 +46,8 @@ typedef struct LocalSlot
 	TransactionId catalog_xmin;
 	bool		two_phase;
 	XLogRecPtr	two_phase_at;
+	bool		history_pending;	/* WAL or mapping files from its
+									 * restart_lsn still to be fetched */
 } LocalSlot;
 
 /* Per-slot states, as the views show them */
@@ -78,6 +80,8 @@ typedef enum SyncReason
 	SYNC_REASON_FEEDBACK_PENDING,
 	SYNC_REASON_SLOT_MOVED,
 	SYNC_REASON_SNAPSHOT_INVALID,
+	SYNC_REASON_FETCHING_HISTORY,
+	SYNC_REASON_HISTORY_UNAVAILABLE,
 	SYNC_REASON_LAGGING,
 	SYNC_REASON_NO_RECENT_SYNC,
 	SYNC_REASON_ERROR
@@ -96,6 +100,8 @@ typedef enum SyncAction
 								 * what is left, which creates it afresh */
 	SYNC_ACTION_DEMOTE,			/* the copy is no longer ready: say so on
 								 * disk, then decide again */
+	SYNC_ACTION_HISTORY_DONE,	/* its history was fetched: take the mark
+								 * away, then decide again */
 	SYNC_ACTION_INVALIDATE		/* copy the remote invalidation */
 } SyncAction;
 
@@ -131,6 +137,15 @@ typedef struct SyncInputs
 	int64		behind_ms;		/* how long since the copy last equalled
 								 * the primary's slot */
 	int			stale_after_ms; /* pg_slotsync.stale_after */
+
+	/* the standby's past, for copies of slots older than the anchor */
+	XLogRecPtr	wal_from;		/* oldest LSN of the standby's contiguous
+								 * WAL; invalid if not looked at */
+	XLogRecPtr	removed_upto;	/* WAL below this was removed since start */
+	int64		max_fetch_bytes;	/* pg_slotsync.max_wal_fetch; 0: never */
+	XLogRecPtr	history_fetched_from;	/* fetched this cycle from here;
+										 * invalid if not */
+	const char *history_failure;	/* why a fetch this cycle failed */
 } SyncInputs;
 
 typedef struct SyncPlan
@@ -139,6 +154,11 @@ typedef struct SyncPlan
 	XLogRecPtr	create_at;		/* CREATE: the copy's restart_lsn */
 	bool		fetch_snapshot; /* get the primary's snapshot at the remote
 								 * restart_lsn, then decide again */
+	bool		fetch_history;	/* complete the standby's WAL and mapping
+								 * files from the copy's restart_lsn, then
+								 * decide again */
+	bool		history_pending;	/* CREATE: below the anchor, history
+									 * still to be fetched */
 	bool		becomes_ready;	/* UPDATE makes a not-ready copy ready */
 	SyncState	state;			/* state after the action, if it succeeds */
 	SyncReason	reason_code;	/* why not ready, or SYNC_REASON_NONE */

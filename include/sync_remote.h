@@ -50,6 +50,15 @@ typedef enum RemoteFailure
 	REMOTE_ERROR				/* anything else: see the message */
 } RemoteFailure;
 
+/* A result copied out of libpq: value [row * ncols + col], NULL if null. */
+typedef struct RemoteResult
+{
+	int			nrows;
+	int			ncols;
+	char	  **values;
+	int		   *lengths;
+} RemoteResult;
+
 typedef struct PrimaryConn PrimaryConn;
 
 extern const char *slot_sync_conninfo(void);
@@ -66,6 +75,11 @@ extern RemoteFailure primary_fetch(PrimaryConn *conn, const char *standby_slot,
 								   bool have_token, uint64 token, int wait_ms,
 								   PrimaryInfo *info, RemoteSlot **slots,
 								   int *nslots, bool (*interrupted) (void),
+								   StringInfo errbuf);
+extern RemoteFailure primary_query(PrimaryConn *conn, const char *sql,
+								   int nparams, const char *const *params,
+								   bool binary, RemoteResult **result,
+								   bool (*interrupted) (void),
 								   StringInfo errbuf);
 extern RemoteFailure primary_fetch_snapshots(PrimaryConn *conn,
 											 const RemoteSlot *const *slots,

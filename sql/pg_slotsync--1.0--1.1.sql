@@ -113,3 +113,40 @@ COMMENT ON FUNCTION pg_slotsync.failover_readiness()
 IS 'is this standby failover-safe: a summary row (slot_name NULL), then one row per failover slot';
 
 GRANT SELECT ON pg_slotsync.sync_worker TO PUBLIC;
+
+-- Primary side: what a standby fetches to make a copy of an older slot
+-- ready (WAL it never had, rewrite mapping files it deleted).  Superuser
+-- or REPLICATION is checked inside.
+CREATE FUNCTION pg_slotsync.wal_segment_part(
+    file_name text,
+    "offset" integer,
+    length integer)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'pg_slotsync_wal_segment_part'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.wal_segment_part(text, integer, integer)
+IS 'bytes of a WAL segment file in pg_wal, for a standby completing its history';
+
+CREATE FUNCTION pg_slotsync.logical_mapping_files(
+    from_lsn pg_catalog.pg_lsn,
+    OUT file_name text,
+    OUT lsn pg_catalog.pg_lsn,
+    OUT size bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_slotsync_logical_mapping_files'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.logical_mapping_files(pg_catalog.pg_lsn)
+IS 'logical rewrite mapping files at or above an LSN';
+
+CREATE FUNCTION pg_slotsync.logical_mapping_file(file_name text)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'pg_slotsync_logical_mapping_file'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.logical_mapping_file(text)
+IS 'one logical rewrite mapping file, for a standby completing its history';

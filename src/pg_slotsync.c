@@ -56,6 +56,7 @@ char	   *pg_slotsync_failover_slot_patterns = NULL;
 bool		pg_slotsync_sync_enabled = false;
 char	   *pg_slotsync_primary_conninfo = NULL;
 int			pg_slotsync_stale_after = 30000;
+int			pg_slotsync_max_wal_fetch = 1024;
 char	   *pg_slotsync_synchronized_standby_slots = NULL;
 
 /* shared memory */
@@ -159,6 +160,15 @@ _PG_init(void)
 							30000, 1000, INT_MAX,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_slotsync.max_wal_fetch",
+							"How much WAL the standby may fetch from the primary to make a copy of an older slot ready.",
+							"For a failover slot older than the standby's sync, the WAL from its restart_lsn that the standby lacks is fetched from the primary. 0 disables fetching: such copies wait for their consumer.",
+							&pg_slotsync_max_wal_fetch,
+							1024, 0, INT_MAX / 1024,
+							PGC_SIGHUP,
+							GUC_UNIT_MB,
 							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("pg_slotsync.synchronized_standby_slots",

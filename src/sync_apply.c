@@ -139,6 +139,8 @@ sync_read_local(const char *name, LocalSlot *local, MarkerCacheEntry *cache)
 		(marker.flags & SLOT_MARKER_SYNCED) != 0;
 	local->ready = local->synced && (marker.flags & SLOT_MARKER_READY) != 0;
 	local->incarnation = local->synced ? marker.incarnation : 0;
+	local->history_pending = local->synced &&
+		(marker.flags & SLOT_MARKER_HISTORY_PENDING) != 0;
 }
 
 /*
@@ -169,7 +171,8 @@ sync_unlock_database(Oid dboid)
  * The caller holds the database lock.
  */
 void
-sync_create_copy(const RemoteSlot *remote, Oid dboid, XLogRecPtr create_at)
+sync_create_copy(const RemoteSlot *remote, Oid dboid, XLogRecPtr create_at,
+				 bool history_pending)
 {
 	ReplicationSlot *slot;
 	SlotMarker	marker;
@@ -206,7 +209,8 @@ sync_create_copy(const RemoteSlot *remote, Oid dboid, XLogRecPtr create_at)
 	LWLockRelease(ProcArrayLock);
 	LWLockRelease(ReplicationSlotControlLock);
 
-	marker.flags = SLOT_MARKER_FAILOVER | SLOT_MARKER_SYNCED;
+	marker.flags = SLOT_MARKER_FAILOVER | SLOT_MARKER_SYNCED |
+		(history_pending ? SLOT_MARKER_HISTORY_PENDING : 0);
 	marker.incarnation = remote->incarnation;
 	slot_marker_write_owned(NameStr(remote->name), &marker);
 	ReplicationSlotPersist();
@@ -384,6 +388,25 @@ sync_demote_if_unprotected(bool slot_name_changed)
 	if (own_xact)
 		CommitTransactionCommand();
 	return demoted;
+}
+
+/*
+ * The copy's WAL and mapping files are complete now (sync_history.c): take
+ * the "history pending" mark away.
+ */
+void
+sync_history_done(const char *name)
+{
+	SlotMarker	marker;
+
+	ReplicationSlotAcquire(name, true);
+	if (slot_marker_examine(name, &marker) == SLOT_MARKER_PRESENT &&
+		(marker.flags & SLOT_MARKER_HISTORY_PENDING))
+	{
+		marker.flags &= ~SLOT_MARKER_HISTORY_PENDING;
+		slot_marker_write_owned(name, &marker);
+	}
+	ReplicationSlotRelease();
 }
 
 /*

@@ -76,6 +76,7 @@ typedef struct SlotWork
 	SyncPlan	plan;
 	bool		changed;		/* a side effect happened this cycle */
 	bool		synced_now;		/* the copy equals the primary's slot */
+	XLogRecPtr	copy_restart;	/* the local copy's restart_lsn */
 	const RemoteSnapshot *snapshot; /* what the primary sent, if asked */
 } SlotWork;
 
@@ -98,6 +99,9 @@ typedef struct CycleContext
 	XLogRecPtr	standby_replay;
 	XLogRecPtr	protected_from;
 	int			free_slots;
+	LocalHistory history;		/* the standby's past, looked at if needed */
+	XLogRecPtr	history_fetched_from;	/* this cycle's fetch, if it worked */
+	char	   *history_failure;	/* ... or why it did not */
 	SyncCycleResult *result;
 } CycleContext;
 
@@ -337,6 +341,19 @@ decide_slot(CycleContext *cy, SlotWork *w)
 												   GetCurrentTimestamp());
 	in.stale_after_ms = pg_slotsync_stale_after;
 
+	/* the standby's past matters only for slots older than the anchor */
+	if (!cy->history.known &&
+		(in.local.history_pending ||
+		 XLogRecPtrIsInvalid(cy->protected_from) ||
+		 w->remote->restart_lsn < cy->protected_from))
+		sync_history_local(&cy->history);
+	in.wal_from = cy->history.known ? cy->history.wal_from : InvalidXLogRecPtr;
+	in.removed_upto = cy->history.removed_upto;
+	in.max_fetch_bytes = (int64) pg_slotsync_max_wal_fetch * 1024 * 1024;
+	in.history_fetched_from = cy->history_fetched_from;
+	in.history_failure = cy->history_failure;
+	w->copy_restart = in.local.restart_lsn;
+
 	slot_sync_decide(&in, &w->plan);
 	w->synced_now = w->plan.action == SYNC_ACTION_NONE &&
 		w->plan.state == SYNC_STATE_READY &&
@@ -417,12 +434,16 @@ apply_step(CycleContext *cy, SlotWork *w)
 			cy->free_slots++;
 			break;
 		case SYNC_ACTION_CREATE:
-			sync_create_copy(r, w->dboid, w->plan.create_at);
+			sync_create_copy(r, w->dboid, w->plan.create_at,
+							 w->plan.history_pending);
 			w->mem->had_copy = true;
 			cy->free_slots--;
 			break;
 		case SYNC_ACTION_INVALIDATE:
 			sync_invalidate_copy(name);
+			break;
+		case SYNC_ACTION_HISTORY_DONE:
+			sync_history_done(name);
 			break;
 		case SYNC_ACTION_DEMOTE:
 			log_reason_change(w->mem, name, w->plan.reason_code,
@@ -477,12 +498,13 @@ run_plan(CycleContext *cy, SlotWork *w)
 	PG_TRY();
 	{
 		for (int steps = 0;
-			 w->plan.action != SYNC_ACTION_NONE && !w->plan.fetch_snapshot;
+			 w->plan.action != SYNC_ACTION_NONE && !w->plan.fetch_snapshot &&
+			 !w->plan.fetch_history;
 			 steps++)
 		{
 			SyncAction	done = w->plan.action;
 
-			if (steps >= 4)
+			if (steps >= 5)
 				elog(ERROR, "no settled plan for replication slot \"%s\"",
 					 NameStr(w->remote->name));
 			apply_step(cy, w);
@@ -537,7 +559,8 @@ record_slot(CycleContext *cy, SlotWork *w)
 		cy->result->flush_needed = Max(cy->result->flush_needed,
 									   w->plan.needs_flush);
 	if (w->plan.state == SYNC_STATE_NOT_READY ||
-		w->plan.state == SYNC_STATE_ERROR || w->plan.fetch_snapshot)
+		w->plan.state == SYNC_STATE_ERROR || w->plan.fetch_snapshot ||
+		w->plan.fetch_history)
 		cy->result->pending = true;
 
 	if (w->synced_now)
@@ -618,6 +641,43 @@ drop_unlisted_copies(SyncSession *session, const RemoteSlot *remote,
 }
 
 /*
+ * Complete the standby's past for the copies that asked (from the lowest
+ * restart_lsn among them, once), then decide and act on them again.  A
+ * failure is theirs (they say why), not the cycle's.
+ */
+static void
+fetch_history_and_continue(CycleContext *cy, SlotWork *work, int nwork)
+{
+	XLogRecPtr	from = InvalidXLogRecPtr;
+	StringInfoData err;
+
+	for (int i = 0; i < nwork; i++)
+		if (work[i].plan.fetch_history &&
+			(XLogRecPtrIsInvalid(from) || work[i].copy_restart < from))
+			from = work[i].copy_restart;
+	if (XLogRecPtrIsInvalid(from))
+		return;
+
+	initStringInfo(&err);
+	if (sync_history_fetch(cy->session->conn, from, &cy->history,
+						   cy->session->interrupted, &err) == REMOTE_OK)
+		cy->history_fetched_from = from;
+	else
+		cy->history_failure = err.data;
+
+	for (int i = 0; i < nwork; i++)
+	{
+		SlotWork   *w = &work[i];
+
+		if (!w->plan.fetch_history)
+			continue;
+		decide_slot(cy, w);
+		if (w->plan.action != SYNC_ACTION_NONE)
+			run_plan(cy, w);
+	}
+}
+
+/*
  * Ask the primary for the snapshots the plans asked for, then decide and
  * act on those slots again.  False if the round trip failed.
  */
@@ -682,6 +742,7 @@ sync_listed_slots(CycleContext *cy, const RemoteSlot *slots, int nslots,
 			run_plan(cy, w);
 	}
 
+	fetch_history_and_continue(cy, work, nslots);
 	failure = fetch_snapshots_and_finish(cy, work, nslots, err);
 
 	for (int i = 0; i < nslots; i++)

@@ -39,9 +39,18 @@
  *	   our slots (the anchor, the copies) have held continuously; see
  *	   sync_anchor.c.
  *
- * So a copy is created at max(remote restart_lsn, protected_from).  When
- * the remote slot is behind that, the copy cannot be ready until the remote
- * slot moves past it (SYNC_REASON_WAITING_FOR_REMOTE).
+ * So a copy of a slot at or above protected_from is created at the remote
+ * restart_lsn.  A slot older than that (created before the standby started
+ * syncing, say) has a past the standby may lack: WAL from before a
+ * pg_basebackup, mapping files deleted while the standby held no logical
+ * slot.  Its copy is created at the remote restart_lsn all the same, marked
+ * "history pending", and is not ready until sync_history.c has fetched what
+ * the standby lacks from the primary (SYNC_REASON_FETCHING_HISTORY, then
+ * SYNC_ACTION_HISTORY_DONE).  Where that cannot be done (WAL removed by
+ * this standby since it started, which walsenders then refuse to read;
+ * more than pg_slotsync.max_wal_fetch; fetching failed), the copy starts at
+ * protected_from instead and cannot be ready until the remote slot moves
+ * past it (SYNC_REASON_WAITING_FOR_REMOTE), as in core.
  *
  * A copy is the primary's slot only if it is the same slot: same database,
  * same output plugin, same incarnation (a random id the primary gives each
@@ -151,6 +160,10 @@ sync_reason_name(SyncReason reason)
 			return "slot_moved";
 		case SYNC_REASON_SNAPSHOT_INVALID:
 			return "snapshot_invalid";
+		case SYNC_REASON_FETCHING_HISTORY:
+			return "fetching_history";
+		case SYNC_REASON_HISTORY_UNAVAILABLE:
+			return "history_unavailable";
 		case SYNC_REASON_LAGGING:
 			return "lagging";
 		case SYNC_REASON_NO_RECENT_SYNC:
@@ -239,12 +252,64 @@ identity_differs(const SyncInputs *in, SyncPlan *plan)
 	return true;
 }
 
+/* Below this, the standby's past may be incomplete (see the header). */
+static XLogRecPtr
+protected_floor(const SyncInputs *in)
+{
+	/* without any protecting slot, nothing before the replay position */
+	if (XLogRecPtrIsInvalid(in->protected_from))
+		return in->standby_replay;
+	return in->protected_from;
+}
+
+/*
+ * Can the standby's WAL and mapping files from "from" on be completed from
+ * the primary?  Says why not in "why".
+ */
+static bool
+history_fetchable(const SyncInputs *in, XLogRecPtr from, char *why,
+				  Size whylen)
+{
+	int64		missing;
+
+	if (in->max_fetch_bytes <= 0)
+	{
+		strlcpy(why, "fetching history is off (\"pg_slotsync.max_wal_fetch\" is 0)", whylen);
+		return false;
+	}
+	if (XLogRecPtrIsInvalid(in->wal_from))
+	{
+		strlcpy(why, "the standby's WAL was not looked at", whylen);
+		return false;
+	}
+	if (!XLogRecPtrIsInvalid(in->removed_upto) && from < in->removed_upto)
+	{
+		snprintf(why, whylen, "the standby removed WAL up to %X/%X since it started",
+				 LSN_FORMAT_ARGS(in->removed_upto));
+		return false;
+	}
+	missing = in->wal_from > from ? (int64) (in->wal_from - from) : 0;
+	if (missing > in->max_fetch_bytes)
+	{
+		snprintf(why, whylen, "it would need " INT64_FORMAT " MB of WAL the standby lacks, more than \"pg_slotsync.max_wal_fetch\" allows",
+				 missing / (1024 * 1024));
+		return false;
+	}
+	if (in->history_failure != NULL)
+	{
+		snprintf(why, whylen, "fetching it failed: %s", in->history_failure);
+		return false;
+	}
+	return true;
+}
+
 /* A copy that does not exist yet: create it where it is safe to start. */
 static void
 decide_create(const SyncInputs *in, SyncPlan *plan)
 {
 	const RemoteSlot *r = in->remote;
-	XLogRecPtr	floor = in->protected_from;
+	XLogRecPtr	floor = protected_floor(in);
+	char		why[256];
 
 	if (!in->free_slot)
 	{
@@ -254,15 +319,47 @@ decide_create(const SyncInputs *in, SyncPlan *plan)
 		return;
 	}
 
-	/* without any protecting slot, nothing before the replay position */
-	if (XLogRecPtrIsInvalid(floor))
-		floor = in->standby_replay;
-
 	plan->action = SYNC_ACTION_CREATE;
 	plan->state = SYNC_STATE_NOT_READY;
 	plan->create_at = Max(r->restart_lsn, floor);
+	if (r->restart_lsn < floor &&
+		history_fetchable(in, r->restart_lsn, why, sizeof(why)))
+	{
+		plan->create_at = r->restart_lsn;
+		plan->history_pending = true;
+	}
 	set_reason(plan, SYNC_REASON_CREATING,
 			   "the slot is being created on the standby");
+}
+
+/*
+ * A not-ready copy whose WAL or mapping files are still to be fetched.
+ */
+static void
+decide_history(const SyncInputs *in, SyncPlan *plan)
+{
+	const LocalSlot *l = &in->local;
+	char		why[256];
+
+	if (!XLogRecPtrIsInvalid(in->history_fetched_from) &&
+		in->history_fetched_from <= l->restart_lsn)
+	{
+		plan->action = SYNC_ACTION_HISTORY_DONE;
+		set_reason(plan, SYNC_REASON_FETCHING_HISTORY,
+				   "the standby's WAL and logical rewrite mapping files from %X/%X on were fetched",
+				   LSN_FORMAT_ARGS(l->restart_lsn));
+	}
+	else if (history_fetchable(in, l->restart_lsn, why, sizeof(why)))
+	{
+		plan->fetch_history = true;
+		set_reason(plan, SYNC_REASON_FETCHING_HISTORY,
+				   "the standby's WAL and logical rewrite mapping files from %X/%X on are being fetched from the primary",
+				   LSN_FORMAT_ARGS(l->restart_lsn));
+	}
+	else
+		set_reason(plan, SYNC_REASON_HISTORY_UNAVAILABLE,
+				   "the copy starts at %X/%X, before what the standby has, and %s",
+				   LSN_FORMAT_ARGS(l->restart_lsn), why);
 }
 
 /*
@@ -318,6 +415,12 @@ decide_update(const SyncInputs *in, SyncPlan *plan)
 		plan->action = SYNC_ACTION_UPDATE;
 		if (r->restart_lsn != l->restart_lsn)
 			(void) snapshot_allows_update(in, plan);
+		return;
+	}
+
+	if (l->history_pending)
+	{
+		decide_history(in, plan);
 		return;
 	}
 
@@ -505,6 +608,7 @@ decide_positions(const SyncInputs *in, SyncPlan *plan)
 {
 	const RemoteSlot *r = in->remote;
 	const LocalSlot *l = &in->local;
+	char		why[256];
 
 	/* never point beyond what the standby has */
 	if (r->confirmed_flush > in->standby_flush)
@@ -539,10 +643,25 @@ decide_positions(const SyncInputs *in, SyncPlan *plan)
 					   LSN_FORMAT_ARGS(r->confirmed_flush));
 			return;
 		}
+		why[0] = '\0';
+		if (!l->ready && r->restart_lsn < protected_floor(in) &&
+			history_fetchable(in, r->restart_lsn, why, sizeof(why)))
+		{
+			/* start again where the primary's slot is, with its history */
+			plan->action = SYNC_ACTION_DROP;
+			set_reason(plan, SYNC_REASON_CREATING,
+					   "the copy is made again at the primary slot's restart LSN %X/%X, with the standby's history completed from the primary",
+					   LSN_FORMAT_ARGS(r->restart_lsn));
+			return;
+		}
+		if (l->ready || r->restart_lsn >= protected_floor(in))
+			why[0] = '\0';
 		set_reason(plan, SYNC_REASON_WAITING_FOR_REMOTE,
-				   "the primary's slot (restart LSN %X/%X, catalog xmin %u) has not moved past where the standby's copy could start (restart LSN %X/%X, catalog xmin %u)",
+				   "the primary's slot (restart LSN %X/%X, catalog xmin %u) has not moved past where the standby's copy could start (restart LSN %X/%X, catalog xmin %u)%s%s",
 				   LSN_FORMAT_ARGS(r->restart_lsn), r->catalog_xmin,
-				   LSN_FORMAT_ARGS(l->restart_lsn), l->catalog_xmin);
+				   LSN_FORMAT_ARGS(l->restart_lsn), l->catalog_xmin,
+				   why[0] ? "; the standby's history could not be completed from the primary: " : "",
+				   why);
 		clear_reason_if_ready(plan);
 		return;
 	}

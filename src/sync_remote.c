@@ -200,24 +200,18 @@ classify_sqlstate(const char *sqlstate)
 }
 
 /*
- * Send a query and collect all its results: a NULL-terminated array in
+ * Collect all results of the query just sent: a NULL-terminated array in
  * *results, room for maxresults.  On failure or interruption, the reason is
  * in errbuf and the caller drops the connection.
  */
 static RemoteFailure
-run_query(PrimaryConn *pc, const char *sql, PGresult **results, int maxresults,
-		  bool (*interrupted) (void), StringInfo errbuf)
+collect_results(PrimaryConn *pc, PGresult **results, int maxresults,
+				bool (*interrupted) (void), StringInfo errbuf)
 {
 	PGconn	   *conn = pc->conn;
 	int			n = 0;
 	PGresult   *res;
 	RemoteFailure failure = REMOTE_OK;
-
-	if (!PQsendQuery(conn, sql))
-	{
-		appendStringInfoString(errbuf, pchomp(PQerrorMessage(conn)));
-		return REMOTE_ERROR;
-	}
 
 	for (;;)
 	{
@@ -270,6 +264,68 @@ run_query(PrimaryConn *pc, const char *sql, PGresult **results, int maxresults,
 		results[0] = NULL;
 	}
 	return failure;
+}
+
+/* Send a (possibly multi-statement) query and collect its results. */
+static RemoteFailure
+run_query(PrimaryConn *pc, const char *sql, PGresult **results, int maxresults,
+		  bool (*interrupted) (void), StringInfo errbuf)
+{
+	if (!PQsendQuery(pc->conn, sql))
+	{
+		appendStringInfoString(errbuf, pchomp(PQerrorMessage(pc->conn)));
+		return REMOTE_ERROR;
+	}
+	return collect_results(pc, results, maxresults, interrupted, errbuf);
+}
+
+/*
+ * Run one statement with text parameters, and copy its result into palloc'd
+ * memory: rows of (value, length, isnull), binary values with "binary".
+ */
+RemoteFailure
+primary_query(PrimaryConn *pc, const char *sql, int nparams,
+			  const char *const *params, bool binary, RemoteResult **result,
+			  bool (*interrupted) (void), StringInfo errbuf)
+{
+	PGresult   *results[2];
+	PGresult   *res;
+	RemoteFailure failure;
+	RemoteResult *r;
+
+	if (!PQsendQueryParams(pc->conn, sql, nparams, NULL, params, NULL, NULL,
+						   binary ? 1 : 0))
+	{
+		appendStringInfoString(errbuf, pchomp(PQerrorMessage(pc->conn)));
+		return REMOTE_ERROR;
+	}
+	failure = collect_results(pc, results, 1, interrupted, errbuf);
+	if (failure != REMOTE_OK)
+		return failure;
+
+	res = results[0];
+	r = palloc0(sizeof(RemoteResult));
+	r->nrows = PQntuples(res);
+	r->ncols = PQnfields(res);
+	r->values = palloc0(sizeof(char *) * Max(r->nrows * r->ncols, 1));
+	r->lengths = palloc0(sizeof(int) * Max(r->nrows * r->ncols, 1));
+	for (int row = 0; row < r->nrows; row++)
+	{
+		for (int col = 0; col < r->ncols; col++)
+		{
+			int			i = row * r->ncols + col;
+
+			if (PQgetisnull(res, row, col))
+				continue;
+			r->lengths[i] = PQgetlength(res, row, col);
+			r->values[i] = palloc(r->lengths[i] + 1);
+			memcpy(r->values[i], PQgetvalue(res, row, col), r->lengths[i]);
+			r->values[i][r->lengths[i]] = '\0';
+		}
+	}
+	PQclear(res);
+	*result = r;
+	return REMOTE_OK;
 }
 
 static XLogRecPtr

@@ -49,6 +49,8 @@ typedef struct DecideCase
 	bool		becomes_ready;
 	XLogRecPtr	create_at;		/* checked when not 0 */
 	XLogRecPtr	needs_flush;	/* checked when not 0 */
+	bool		fetch_history;
+	bool		history_pending;
 } DecideCase;
 
 /*
@@ -89,6 +91,11 @@ base_inputs(SyncInputs *in, RemoteSlot *r)
 	in->snapshot = SNAPSHOT_NOT_LOOKED;
 	in->behind_ms = 0;
 	in->stale_after_ms = 30000;
+	in->wal_from = 0x1800000;
+	in->removed_upto = InvalidXLogRecPtr;
+	in->max_fetch_bytes = INT64CONST(1024) * 1024 * 1024;
+	in->history_fetched_from = InvalidXLogRecPtr;
+	in->history_failure = NULL;
 }
 
 /* a copy that exists but is not ready yet, one step behind */
@@ -209,6 +216,7 @@ c_absent_older_than_anchor(SyncInputs *in, RemoteSlot *r)
 {
 	c_absent(in, r);
 	in->protected_from = 0x3000080;
+	in->max_fetch_bytes = 0;
 }
 
 static void
@@ -217,6 +225,7 @@ c_absent_no_anchor(SyncInputs *in, RemoteSlot *r)
 	c_absent(in, r);
 	in->protected_from = InvalidXLogRecPtr;
 	in->standby_replay = 0x3500000;
+	in->max_fetch_bytes = 0;
 }
 
 static void
@@ -390,12 +399,104 @@ c_updated_after_long(SyncInputs *in, RemoteSlot *r)
 	in->behind_ms = 60000;
 }
 
+/* a slot older than the anchor (protected_from 0x2000000) */
+static void
+c_absent_old(SyncInputs *in, RemoteSlot *r)
+{
+	c_absent(in, r);
+	r->restart_lsn = 0x1000000;
+}
+
+static void
+c_absent_old_fetch_off(SyncInputs *in, RemoteSlot *r)
+{
+	c_absent_old(in, r);
+	in->max_fetch_bytes = 0;
+}
+
+static void
+c_absent_old_removed(SyncInputs *in, RemoteSlot *r)
+{
+	c_absent_old(in, r);
+	in->removed_upto = 0x1400000;
+}
+
+static void
+c_absent_old_too_far(SyncInputs *in, RemoteSlot *r)
+{
+	c_absent_old(in, r);
+	in->max_fetch_bytes = 1024 * 1024;
+}
+
+static void
+c_absent_old_not_looked(SyncInputs *in, RemoteSlot *r)
+{
+	c_absent_old(in, r);
+	in->wal_from = InvalidXLogRecPtr;
+}
+
+static void
+c_absent_old_failed(SyncInputs *in, RemoteSlot *r)
+{
+	c_absent_old(in, r);
+	in->history_failure = "no such file";
+}
+
+/* a copy at the old slot's restart_lsn, its history still to be fetched */
+static void
+c_pending(SyncInputs *in, RemoteSlot *r)
+{
+	not_ready(in, r);
+	r->restart_lsn = 0x1000000;
+	in->local.restart_lsn = 0x1000000;
+	in->local.history_pending = true;
+}
+
+static void
+c_pending_fetched(SyncInputs *in, RemoteSlot *r)
+{
+	c_pending(in, r);
+	in->history_fetched_from = 0x0F00000;
+}
+
+static void
+c_pending_fetched_above(SyncInputs *in, RemoteSlot *r)
+{
+	c_pending(in, r);
+	in->history_fetched_from = 0x1100000;
+}
+
+static void
+c_pending_failed(SyncInputs *in, RemoteSlot *r)
+{
+	c_pending(in, r);
+	in->history_failure = "no such file";
+}
+
+/* a copy made at the anchor, waiting, for a slot below the anchor */
+static void
+c_waiting_below_anchor(SyncInputs *in, RemoteSlot *r)
+{
+	not_ready(in, r);
+	r->restart_lsn = 0x1000000;
+	in->local.restart_lsn = 0x2000000;
+	in->local.confirmed_flush = 0x2000000;
+}
+
+static void
+c_waiting_below_anchor_off(SyncInputs *in, RemoteSlot *r)
+{
+	c_waiting_below_anchor(in, r);
+	in->max_fetch_bytes = 0;
+}
+
 #define A_NONE SYNC_ACTION_NONE
 #define A_CREATE SYNC_ACTION_CREATE
 #define A_UPDATE SYNC_ACTION_UPDATE
 #define A_DROP SYNC_ACTION_DROP
 #define A_INVAL SYNC_ACTION_INVALIDATE
 #define A_DEMOTE SYNC_ACTION_DEMOTE
+#define A_HDONE SYNC_ACTION_HISTORY_DONE
 #define S_NR SYNC_STATE_NOT_READY
 #define S_R SYNC_STATE_READY
 #define S_C SYNC_STATE_CONFLICT
@@ -420,8 +521,8 @@ static const DecideCase cases[] = {
 	{"WAL not flushed yet: a not-ready copy says so", c_not_flushed_not_ready, A_NONE, S_NR, SYNC_REASON_WAL_NOT_FLUSHED, false, false, 0, 0x3000100},
 	{"no free slot for a new copy", c_absent_no_room, A_NONE, S_E, SYNC_REASON_NO_FREE_SLOT},
 	{"a new copy starts at the remote restart_lsn", c_absent, A_CREATE, S_NR, SYNC_REASON_CREATING, false, false, 0x3000000},
-	{"a new copy never starts below the anchor", c_absent_older_than_anchor, A_CREATE, S_NR, SYNC_REASON_CREATING, false, false, 0x3000080},
-	{"without an anchor, not below the replay position", c_absent_no_anchor, A_CREATE, S_NR, SYNC_REASON_CREATING, false, false, 0x3500000},
+	{"without fetching, a new copy never starts below the anchor", c_absent_older_than_anchor, A_CREATE, S_NR, SYNC_REASON_CREATING, false, false, 0x3000080},
+	{"without an anchor nor fetching, not below the replay position", c_absent_no_anchor, A_CREATE, S_NR, SYNC_REASON_CREATING, false, false, 0x3500000},
 	{"a ready copy ahead of the primary's slot is dropped", c_local_ahead, A_DROP, S_NR, SYNC_REASON_LOCAL_AHEAD},
 	{"a not-ready copy waits for the primary's slot to pass its start", c_waiting_for_remote, A_NONE, S_NR, SYNC_REASON_WAITING_FOR_REMOTE},
 	{"a ready copy whose catalog_xmin is ahead stays ready", c_ready_xmin_behind, A_NONE, S_R, SYNC_REASON_NONE},
@@ -447,6 +548,18 @@ static const DecideCase cases[] = {
 	{"a ready copy behind briefly is still ready", c_lagging_briefly, A_NONE, S_R, SYNC_REASON_NONE},
 	{"a ready copy equal to the primary's slot is never stale", c_equal_for_long, A_NONE, S_R, SYNC_REASON_NONE},
 	{"a ready copy moved now is not stale", c_updated_after_long, A_UPDATE, S_R, SYNC_REASON_NONE},
+	{"an old slot's copy starts at its restart_lsn, history pending", c_absent_old, A_CREATE, S_NR, SYNC_REASON_CREATING, false, false, 0x1000000, 0, false, true},
+	{"fetching off: an old slot's copy starts at the anchor", c_absent_old_fetch_off, A_CREATE, S_NR, SYNC_REASON_CREATING, false, false, 0x2000000, 0, false, false},
+	{"WAL removed since start: the copy starts at the anchor", c_absent_old_removed, A_CREATE, S_NR, SYNC_REASON_CREATING, false, false, 0x2000000, 0, false, false},
+	{"too much WAL to fetch: the copy starts at the anchor", c_absent_old_too_far, A_CREATE, S_NR, SYNC_REASON_CREATING, false, false, 0x2000000, 0, false, false},
+	{"the standby's WAL not looked at: the copy starts at the anchor", c_absent_old_not_looked, A_CREATE, S_NR, SYNC_REASON_CREATING, false, false, 0x2000000, 0, false, false},
+	{"a failed fetch: the copy starts at the anchor", c_absent_old_failed, A_CREATE, S_NR, SYNC_REASON_CREATING, false, false, 0x2000000, 0, false, false},
+	{"history pending: fetch it", c_pending, A_NONE, S_NR, SYNC_REASON_FETCHING_HISTORY, false, false, 0, 0, true, false},
+	{"history fetched from below the copy: take the mark away", c_pending_fetched, A_HDONE, S_NR, SYNC_REASON_FETCHING_HISTORY},
+	{"history fetched from above the copy: fetch again", c_pending_fetched_above, A_NONE, S_NR, SYNC_REASON_FETCHING_HISTORY, false, false, 0, 0, true, false},
+	{"history pending and unavailable: never ready", c_pending_failed, A_NONE, S_NR, SYNC_REASON_HISTORY_UNAVAILABLE},
+	{"a waiting copy of a slot below the anchor is made again with history", c_waiting_below_anchor, A_DROP, S_NR, SYNC_REASON_CREATING},
+	{"fetching off: a waiting copy keeps waiting", c_waiting_below_anchor_off, A_NONE, S_NR, SYNC_REASON_WAITING_FOR_REMOTE},
 };
 
 /* sync_reported_state(): what the views show of a recorded state */
@@ -515,7 +628,9 @@ check(int n, const DecideCase *c)
 		plan.fetch_snapshot == c->fetch_snapshot &&
 		plan.becomes_ready == c->becomes_ready &&
 		(c->create_at == 0 || plan.create_at == c->create_at) &&
-		(c->needs_flush == 0 || plan.needs_flush == c->needs_flush);
+		(c->needs_flush == 0 || plan.needs_flush == c->needs_flush) &&
+		plan.fetch_history == c->fetch_history &&
+		plan.history_pending == c->history_pending;
 	printf("%s %d - %s\n", ok ? "ok" : "not ok", n, c->name);
 	if (!ok)
 		printf("#   got action %d state %s reason %s fetch %d ready %d create_at %X/%X needs_flush %X/%X (%s)\n",
