@@ -17,7 +17,7 @@
  *	  and report per-slot state for the pg_slotsync.replication_slots view.
  *	- primary_funcs.c: what a standby asks the primary: its failover slots,
  *	  a long-poll for their changes, and serialized snapshots.
- *	- standby_gate.c, standby_gate_quorum.c, standby_slots_guc.c:
+ *	- standby_gate*.c, standby_slots_guc.c:
  *	  pg_slotsync.synchronized_standby_slots, which holds back consumers of
  *	  failover slots on the primary until the listed standbys have the WAL.
  *	- sync_worker.c (launcher, worker, manual sync), sync_cycle.c (one pass),
@@ -30,7 +30,9 @@
  * CREATE EXTENSION pg_slotsync, in schema pg_slotsync.
  *
  * Hooks are chained through saved prev_* pointers, as contrib modules do,
- * so other preloaded modules keep working.
+ * so other preloaded modules keep working.  Shared memory has one
+ * shmem_request/shmem_startup pair for the whole library, here: it asks
+ * each module for its size and has it create its part.
  *
  * Copyright (c) 2026, pg_slotsync developers
  *
@@ -77,6 +79,7 @@ slotsync_shmem_request(void)
 		prev_shmem_request_hook();
 
 	RequestAddinShmemSpace(slotsync_shmem_size());
+	RequestAddinShmemSpace(standby_gate_shmem_size());
 	RequestNamedLWLockTranche(PG_SLOTSYNC_NAME, 1);
 }
 
@@ -98,6 +101,7 @@ slotsync_shmem_startup(void)
 	}
 	slot_sync_status_shmem_init((char *) SlotSyncState +
 								MAXALIGN(sizeof(SlotSyncShared)), found);
+	standby_gate_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

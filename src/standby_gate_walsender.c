@@ -1,0 +1,236 @@
+/*-------------------------------------------------------------------------
+ *
+ * standby_gate_walsender.c
+ *		Attaching the gate to walsenders, the terminal guard that refuses a
+ *		logical walsender it could not attach to, and the wakeup the
+ *		physical walsenders of listed slots give to waiters.
+ *
+ * PostgreSQL 15 has no hook into the walsender, but every walsender talks
+ * to its client through libpq's method table, PqCommMethods.  In a
+ * ClientAuthentication_hook we give each walsender a copy of the table in
+ * place then (whatever another module installed before us) with some
+ * methods replaced.  Which ones, by state:
+ *
+ *	idle		putmessage is ours: it only looks for CopyBothResponse ('W'),
+ *				the message with which START_REPLICATION starts streaming.
+ *				Command results go through it; streaming never does (a
+ *				walsender streams with putmessage_noblock).
+ *	guarding	(logical, from 'W' to the first CopyData) putmessage_noblock
+ *				is ours too: the terminal guard.
+ *	physical	(a physical slot, from 'W' on) is_send_pending is ours too:
+ *				the wakeup.
+ *
+ * Attaching: START_REPLICATION ... LOGICAL creates the decoding context and
+ * then sends 'W' before it reads any WAL.  At 'W' we find the context in
+ * memory (standby_gate_context.c) and replace its reader's page_read with
+ * the gated one (standby_gate_read.c), for every logical walsender: whether
+ * its slot is a failover slot, and whether the setting is empty, is decided
+ * per page, since both can change while it streams.  We also start watching
+ * for shutdown (standby_gate_shutdown.c).
+ *
+ * The terminal guard: the first CopyData a logical walsender sends (a
+ * change, or a keepalive; in any case before the first change) must find
+ * its reader gated.  If not, and the gate applies (a failover slot, the
+ * setting not empty), it is refused with a FATAL before anything is sent.
+ * If not and the gate does not apply yet, the guard stays in place and
+ * checks each message until the gate applies (then FATAL) or streaming
+ * ends; a warning says why.  Once the reader is found gated, the guard
+ * steps out (the table goes back to "idle"), so sending changes runs none
+ * of our code.  We keep our putmessage even then: a walsender may run
+ * START_REPLICATION again on the same connection, with a new decoding
+ * context that must be attached again.
+ *
+ * The wakeup: the physical walsender of a listed slot broadcasts on the
+ * gate's condition variable whenever its slot's restart_lsn moved.  It
+ * notices in is_send_pending, which WalSndLoop calls right after processing
+ * standby replies, once per loop: a spinlock read.
+ *
+ * Copyright (c) 2026, pg_slotsync developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "libpq/auth.h"
+#include "libpq/libpq.h"
+#include "miscadmin.h"
+#include "replication/slot.h"
+#include "replication/walsender.h"
+#include "standby_gate.h"
+#include "standby_gate_internal.h"
+#include "storage/spin.h"
+
+static ClientAuthentication_hook_type prev_client_auth_hook = NULL;
+
+/* libpq's methods as they were before ours, and ours by state */
+static const PQcommMethods *prev_comm_methods = NULL;
+static PQcommMethods idle_methods;
+static PQcommMethods guarding_methods;
+static PQcommMethods physical_methods;
+
+/* the reader we gated at the last CopyBothResponse, NULL if none */
+static XLogReaderState *gated_reader = NULL;
+static bool guard_warned = false;
+
+/* physical walsender: is our slot listed, and where did we see it last */
+static uint64 listed_cache_generation = PG_UINT64_MAX;
+static bool listed_cache = false;
+static XLogRecPtr physical_last_restart_lsn = InvalidXLogRecPtr;
+
+/*
+ * Logical walsender about to stream (CopyBothResponse): gate its reader.
+ * Failing to is decided by the guard at the first CopyData.
+ */
+static void
+walsender_attach(void)
+{
+	LogicalDecodingContext *ctx;
+	bool		seen;
+
+	gated_reader = NULL;
+	guard_warned = false;
+	gate_waiter_clear();
+
+	if (gate_debug_skip_attach == GATE_SKIP_WALSENDER)
+		return;
+
+	ctx = gate_find_decoding_context(MyReplicationSlot, true, &seen);
+	if (ctx == NULL)
+		return;
+
+	if (ctx->reader->routine.page_read != gate_walsender_page_read)
+	{
+		gate_walsender_reader_orig = ctx->reader->routine.page_read;
+		ctx->reader->routine.page_read = gate_walsender_page_read;
+	}
+	gated_reader = ctx->reader;
+	gate_count_attached();
+	gate_install_stop_detector();
+}
+
+static bool
+walsender_gated(void)
+{
+	return gated_reader != NULL &&
+		gated_reader->routine.page_read == gate_walsender_page_read;
+}
+
+/*
+ * The terminal guard, on the first CopyData of a logical walsender.
+ */
+static void
+guard_putmessage_noblock(char msgtype, const char *s, size_t len)
+{
+	if (msgtype == 'd')
+	{
+		if (walsender_gated())
+			PqCommMethods = &idle_methods;
+		else if (gate_applies())
+		{
+			gate_count_refused();
+			ereport(FATAL,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot stream failover replication slot \"%s\" without waiting for the standbys",
+							NameStr(MyReplicationSlot->data.name)),
+					 errdetail("pg_slotsync could not attach to this walsender's logical decoding, so it cannot hold the changes back until the standbys listed in parameter \"%s\" confirm them.",
+							   STANDBY_SLOTS_GUC_NAME),
+					 errhint("Check the server log for pg_slotsync's self-check at startup.")));
+		}
+		else if (!guard_warned)
+		{
+			guard_warned = true;
+			ereport(WARNING,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("pg_slotsync could not attach to the walsender of replication slot \"%s\"",
+							NameStr(MyReplicationSlot->data.name)),
+					 errdetail("The walsender will be terminated if the slot becomes a failover slot while parameter \"%s\" is set.",
+							   STANDBY_SLOTS_GUC_NAME)));
+		}
+	}
+	prev_comm_methods->putmessage_noblock(msgtype, s, len);
+}
+
+/*
+ * Physical walsender: if our slot is listed and has moved, wake the waiters.
+ */
+static void
+physical_walsender_progress(void)
+{
+	ReplicationSlot *slot = MyReplicationSlot;
+	XLogRecPtr	restart_lsn;
+
+	if (slot == NULL || !SlotIsPhysical(slot))
+		return;
+
+	if (listed_cache_generation != standby_slots_generation)
+	{
+		listed_cache = standby_slots_lists(NameStr(slot->data.name));
+		listed_cache_generation = standby_slots_generation;
+	}
+	if (!listed_cache)
+		return;
+
+	SpinLockAcquire(&slot->mutex);
+	restart_lsn = slot->data.restart_lsn;
+	SpinLockRelease(&slot->mutex);
+
+	if (restart_lsn == physical_last_restart_lsn)
+		return;
+	physical_last_restart_lsn = restart_lsn;
+	ConditionVariableBroadcast(&GateState->standby_confirmed_cv);
+}
+
+static bool
+physical_is_send_pending(void)
+{
+	physical_walsender_progress();
+	return prev_comm_methods->is_send_pending();
+}
+
+/*
+ * CopyBothResponse: streaming starts; attach and choose the method table.
+ */
+static int
+gate_putmessage(char msgtype, const char *s, size_t len)
+{
+	if (msgtype == 'W' && MyReplicationSlot != NULL)
+	{
+		if (SlotIsLogical(MyReplicationSlot))
+		{
+			walsender_attach();
+			PqCommMethods = &guarding_methods;
+		}
+		else
+			PqCommMethods = &physical_methods;
+	}
+	return prev_comm_methods->putmessage(msgtype, s, len);
+}
+
+static void
+gate_client_authentication(Port *port, int status)
+{
+	if (prev_client_auth_hook)
+		prev_client_auth_hook(port, status);
+
+	if (am_walsender && prev_comm_methods == NULL)
+	{
+		prev_comm_methods = PqCommMethods;
+		idle_methods = *prev_comm_methods;
+		idle_methods.putmessage = gate_putmessage;
+		guarding_methods = idle_methods;
+		guarding_methods.putmessage_noblock = guard_putmessage_noblock;
+		physical_methods = idle_methods;
+		physical_methods.is_send_pending = physical_is_send_pending;
+		PqCommMethods = &idle_methods;
+	}
+}
+
+/*
+ * From _PG_init.
+ */
+void
+gate_walsender_install(void)
+{
+	prev_client_auth_hook = ClientAuthentication_hook;
+	ClientAuthentication_hook = gate_client_authentication;
+}
