@@ -158,8 +158,6 @@ _PG_init(void)
 							   assign_synchronized_standby_slots,
 							   NULL);
 
-	MarkGUCPrefixReserved(PG_SLOTSYNC_NAME);
-
 	RegisterSubXactCallback(slot_funcs_subxact_callback, NULL);
 
 	slot_sync_register_launcher();
@@ -170,4 +168,7 @@ _PG_init(void)
 	shmem_startup_hook = slotsync_shmem_startup;
 
 	standby_gate_install_hooks();
+
+	/* after every module defined its settings */
+	MarkGUCPrefixReserved(PG_SLOTSYNC_NAME);
 }
