@@ -24,7 +24,8 @@ OBJS = \
 	src/standby_gate_walsender.o \
 	src/standby_gate_sql.o \
 	src/standby_gate_shutdown.o \
-	src/standby_gate_status.o
+	src/standby_gate_status.o \
+	src/failover_slot_moves.o
 
 DATA = sql/pg_slotsync--1.0.sql \
 	sql/pg_slotsync--1.1.sql \

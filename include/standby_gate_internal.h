@@ -103,6 +103,8 @@ extern bool gate_context_self_test(void);
 
 /* standby_gate_read.c */
 extern bool gate_applies(void);
+extern bool gate_slot_is_failover(void);
+extern void gate_backend_reader_attached(void);
 extern bool gate_slot_known_not_failover(void);
 extern XLogPageReadCB gate_walsender_reader_orig;
 extern XLogPageReadCB gate_refused_reader_orig;

@@ -176,7 +176,8 @@ CREATE FUNCTION pg_slotsync.gate_status(
     OUT waiting_walsenders integer,
     OUT waiting_backends integer,
     OUT waiting_slots name[],
-    OUT oldest_wait_start timestamptz)
+    OUT oldest_wait_start timestamptz,
+    OUT failover_slot_moves bigint)
 RETURNS record
 AS 'MODULE_PATHNAME', 'pg_slotsync_gate_status'
 LANGUAGE C VOLATILE

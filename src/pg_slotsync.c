@@ -17,6 +17,8 @@
  *	  and report per-slot state for the pg_slotsync.replication_slots view.
  *	- primary_funcs.c: what a standby asks the primary: its failover slots,
  *	  a long-poll for their changes, and serialized snapshots.
+ *	- failover_slot_moves.c: a counter and condition variable that say when
+ *	  a failover slot moved, for the standbys' long-poll on the primary.
  *	- standby_gate*.c, standby_slots_guc.c:
  *	  pg_slotsync.synchronized_standby_slots, which holds back consumers of
  *	  failover slots on the primary until the listed standbys have the WAL.
@@ -40,6 +42,7 @@
  */
 #include "postgres.h"
 
+#include "failover_slot_moves.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pg_slotsync.h"
@@ -80,6 +83,7 @@ slotsync_shmem_request(void)
 
 	RequestAddinShmemSpace(slotsync_shmem_size());
 	RequestAddinShmemSpace(standby_gate_shmem_size());
+	RequestAddinShmemSpace(failover_slot_moves_shmem_size());
 	RequestNamedLWLockTranche(PG_SLOTSYNC_NAME, 1);
 }
 
@@ -102,6 +106,7 @@ slotsync_shmem_startup(void)
 	slot_sync_status_shmem_init((char *) SlotSyncState +
 								MAXALIGN(sizeof(SlotSyncShared)), found);
 	standby_gate_shmem_init();
+	failover_slot_moves_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -168,6 +173,7 @@ _PG_init(void)
 	shmem_startup_hook = slotsync_shmem_startup;
 
 	standby_gate_install_hooks();
+	failover_slot_moves_install();
 
 	/* after every module defined its settings */
 	MarkGUCPrefixReserved(PG_SLOTSYNC_NAME);

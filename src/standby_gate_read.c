@@ -46,6 +46,10 @@
  * reader is not one we can gate gets gate_refusing_page_read(), which raises
  * an ERROR from the reader (a safe place) whenever the gate applies.
  *
+ * For failover_slot_moves.c, a SQL function's gated reader notes on its
+ * first page read which failover slot is decoded and where it stands, so
+ * that the end of the transaction can tell watchers if it moved.
+ *
  * Cost: when the standbys keep up, a page read costs the failover check
  * (an atomic read, the cached flags, the name patterns) and a comparison
  * with the cached confirmed position (standby_gate_quorum.c): once per page,
@@ -60,6 +64,7 @@
 #include "access/xlog.h"
 #include "access/xlog_internal.h"
 #include "access/xlogutils.h"
+#include "failover_slot_moves.h"
 #include "pg_slotsync.h"
 #include "slot_marker.h"
 #include "standby_gate.h"
@@ -81,6 +86,9 @@ static uint64 marker_cache_generation = PG_UINT64_MAX;
 static NameData marker_cache_slot;
 static uint32 marker_cache_flags = 0;
 
+/* the reader whose failover slot we noted for failover_slot_moves.c */
+static XLogReaderState *noted_reader = NULL;
+
 /* the last answer we shortened: reader, page, bytes returned */
 static XLogReaderState *shortened_reader = NULL;
 static XLogRecPtr shortened_page = InvalidXLogRecPtr;
@@ -97,8 +105,8 @@ marker_cache_fresh(ReplicationSlot *slot)
 /*
  * Is the slot we hold a failover slot?  May read its marker file.
  */
-static bool
-my_slot_is_failover(void)
+bool
+gate_slot_is_failover(void)
 {
 	ReplicationSlot *slot = MyReplicationSlot;
 
@@ -132,7 +140,7 @@ gate_applies(void)
 		return false;
 	if (RecoveryInProgress())
 		return false;
-	return my_slot_is_failover();
+	return gate_slot_is_failover();
 }
 
 /*
@@ -265,6 +273,13 @@ int
 gate_backend_page_read(XLogReaderState *state, XLogRecPtr targetPagePtr,
 					   int reqLen, XLogRecPtr targetRecPtr, char *cur_page)
 {
+	/* once per decoding: remember where a failover slot was, for watchers */
+	if (state != noted_reader)
+	{
+		noted_reader = state;
+		if (gate_slot_is_failover())
+			failover_slot_moves_note_decoding(MyReplicationSlot);
+	}
 	return gated_page_read(read_local_xlog_page, false, state,
 						   targetPagePtr, reqLen, targetRecPtr, cur_page);
 }
@@ -289,6 +304,17 @@ gate_refusing_page_read(XLogReaderState *state, XLogRecPtr targetPagePtr,
 	}
 	return gate_refused_reader_orig(state, targetPagePtr, reqLen,
 									targetRecPtr, cur_page);
+}
+
+/*
+ * A SQL function's reader was just gated: forget what we knew about the
+ * previous one (a new reader may be allocated at the same address).
+ */
+void
+gate_backend_reader_attached(void)
+{
+	noted_reader = NULL;
+	shortened_reader = NULL;
 }
 
 /*

@@ -139,6 +139,7 @@ attach_reader(LogicalDecodingContext *ctx)
 		gate_debug_skip_attach != GATE_SKIP_SQL_READER)
 	{
 		ctx->reader->routine.page_read = gate_backend_page_read;
+		gate_backend_reader_attached();
 		gate_count_attached();
 	}
 	else if (!am_walsender)

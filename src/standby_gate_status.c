@@ -18,6 +18,8 @@
  *	waiting_backends
  *	waiting_slots		the slots they wait on, sorted, each once
  *	oldest_wait_start	when the longest current wait began
+ *	failover_slot_moves	failover_slot_moves_read() (failover_slot_moves.h):
+ *						how often a failover slot was reported moved
  *
  * Waiters come from the registry in shared memory (standby_gate_wait.c).
  * An entry counts only while its slot is still held by its pid: a consumer
@@ -36,6 +38,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "failover_slot_moves.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "standby_gate.h"
@@ -47,7 +50,7 @@
 
 PG_FUNCTION_INFO_V1(pg_slotsync_gate_status);
 
-#define GATE_STATUS_COLS	9
+#define GATE_STATUS_COLS	10
 
 /* What the current waiters add up to. */
 typedef struct WaiterSummary
@@ -191,6 +194,7 @@ pg_slotsync_gate_status(PG_FUNCTION_ARGS)
 		values[8] = TimestampTzGetDatum(sum.oldest);
 	else
 		nulls[8] = true;
+	values[9] = Int64GetDatum((int64) failover_slot_moves_read());
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -18,7 +18,9 @@
  *	guarding	(logical, from 'W' to the first CopyData) putmessage_noblock
  *				is ours too: the terminal guard.
  *	physical	(a physical slot, from 'W' on) is_send_pending is ours too:
- *				the wakeup.
+ *				the wakeup of the gate's waiters.
+ *	logical		(a logical slot, once the guard passed) is_send_pending is
+ *				ours too: the wakeup of failover slot watchers.
  *
  * Attaching: START_REPLICATION ... LOGICAL creates the decoding context and
  * then sends 'W' before it reads any WAL.  At 'W' we find the context in
@@ -35,15 +37,24 @@
  * If not and the gate does not apply yet, the guard stays in place and
  * checks each message until the gate applies (then FATAL) or streaming
  * ends; a warning says why.  Once the reader is found gated, the guard
- * steps out (the table goes back to "idle"), so sending changes runs none
- * of our code.  We keep our putmessage even then: a walsender may run
+ * steps out (the table becomes "logical"), so sending a change runs none of
+ * the guard's code.  We keep our putmessage even then: a walsender may run
  * START_REPLICATION again on the same connection, with a new decoding
  * context that must be attached again.
  *
- * The wakeup: the physical walsender of a listed slot broadcasts on the
+ * The wakeups: the physical walsender of a listed slot broadcasts on the
  * gate's condition variable whenever its slot's restart_lsn moved.  It
  * notices in is_send_pending, which WalSndLoop calls right after processing
- * standby replies, once per loop: a spinlock read.
+ * standby replies, once per loop: a spinlock read.  Likewise a logical
+ * walsender tells failover_slot_moves.c when its slot's confirmed_flush,
+ * restart_lsn or catalog_xmin changed and the slot is a failover slot.  A
+ * logical walsender also calls is_send_pending once per change it sends
+ * (WalSndWriteData), so there the check is three plain loads compared with
+ * the values it saw last; only a difference costs a spinlock read (and, on
+ * a generation change, a look at the slot's marker).  Only this process
+ * moves those fields of the slot it holds (but for the checkpointer
+ * invalidating it), so the plain loads are exact; on a platform where they
+ * could tear, that only costs one more locked read.
  *
  * Copyright (c) 2026, pg_slotsync developers
  *
@@ -51,6 +62,7 @@
  */
 #include "postgres.h"
 
+#include "failover_slot_moves.h"
 #include "libpq/auth.h"
 #include "libpq/libpq.h"
 #include "miscadmin.h"
@@ -67,15 +79,47 @@ static const PQcommMethods *prev_comm_methods = NULL;
 static PQcommMethods idle_methods;
 static PQcommMethods guarding_methods;
 static PQcommMethods physical_methods;
+static PQcommMethods logical_methods;
 
 /* the reader we gated at the last CopyBothResponse, NULL if none */
 static XLogReaderState *gated_reader = NULL;
 static bool guard_warned = false;
 
+/* logical walsender: where we saw our slot last */
+static XLogRecPtr logical_seen_confirmed = InvalidXLogRecPtr;
+static XLogRecPtr logical_seen_restart = InvalidXLogRecPtr;
+static TransactionId logical_seen_xmin = InvalidTransactionId;
+
 /* physical walsender: is our slot listed, and where did we see it last */
 static uint64 listed_cache_generation = PG_UINT64_MAX;
 static bool listed_cache = false;
 static XLogRecPtr physical_last_restart_lsn = InvalidXLogRecPtr;
+
+/*
+ * Remember where our logical slot is now.  Returns true if that differs
+ * from what we saw last.
+ */
+static bool
+logical_slot_moved(ReplicationSlot *slot)
+{
+	XLogRecPtr	confirmed;
+	XLogRecPtr	restart;
+	TransactionId xmin;
+
+	SpinLockAcquire(&slot->mutex);
+	confirmed = slot->data.confirmed_flush;
+	restart = slot->data.restart_lsn;
+	xmin = slot->data.catalog_xmin;
+	SpinLockRelease(&slot->mutex);
+
+	if (confirmed == logical_seen_confirmed &&
+		restart == logical_seen_restart && xmin == logical_seen_xmin)
+		return false;
+	logical_seen_confirmed = confirmed;
+	logical_seen_restart = restart;
+	logical_seen_xmin = xmin;
+	return true;
+}
 
 /*
  * Logical walsender about to stream (CopyBothResponse): gate its reader.
@@ -90,6 +134,7 @@ walsender_attach(void)
 	gated_reader = NULL;
 	guard_warned = false;
 	gate_waiter_clear();
+	(void) logical_slot_moved(MyReplicationSlot);
 
 	if (gate_debug_skip_attach == GATE_SKIP_WALSENDER)
 		return;
@@ -124,7 +169,7 @@ guard_putmessage_noblock(char msgtype, const char *s, size_t len)
 	if (msgtype == 'd')
 	{
 		if (walsender_gated())
-			PqCommMethods = &idle_methods;
+			PqCommMethods = &logical_methods;
 		else if (gate_applies())
 		{
 			gate_count_refused();
@@ -188,6 +233,23 @@ physical_is_send_pending(void)
 }
 
 /*
+ * Logical walsender: if our failover slot moved, tell its watchers.
+ */
+static bool
+logical_is_send_pending(void)
+{
+	ReplicationSlot *slot = MyReplicationSlot;
+
+	if (slot != NULL &&
+		(slot->data.confirmed_flush != logical_seen_confirmed ||
+		 slot->data.restart_lsn != logical_seen_restart ||
+		 slot->data.catalog_xmin != logical_seen_xmin) &&
+		logical_slot_moved(slot) && gate_slot_is_failover())
+		failover_slot_moved();
+	return prev_comm_methods->is_send_pending();
+}
+
+/*
  * CopyBothResponse: streaming starts; attach and choose the method table.
  */
 static int
@@ -221,6 +283,8 @@ gate_client_authentication(Port *port, int status)
 		guarding_methods.putmessage_noblock = guard_putmessage_noblock;
 		physical_methods = idle_methods;
 		physical_methods.is_send_pending = physical_is_send_pending;
+		logical_methods = idle_methods;
+		logical_methods.is_send_pending = logical_is_send_pending;
 		PqCommMethods = &idle_methods;
 	}
 }
