@@ -25,10 +25,11 @@
  *
  *	- a logical walsender holding a failover slot, when the slot's
  *	  confirmed_flush, restart_lsn or catalog_xmin differs from what that
- *	  walsender saw last: checked once per WalSndLoop round and per sent
- *	  message (in the is_send_pending method the gate installs), which is
- *	  right after the walsender processes its client's replies
- *	  (standby_gate_walsender.c);
+ *	  walsender saw last: checked at every WAL page it reads, and in every
+ *	  round of its wait for WAL and of the gate's wait for the standbys,
+ *	  right after it processed its client's replies; never per change sent
+ *	  (standby_gate_walsender.c).  A reply processed while the walsender
+ *	  streams a backlog is seen at its next page read (within 8 kB of WAL);
  *	- the end (commit, abort or prepare) of a transaction in which this
  *	  backend decoded or advanced a failover slot with
  *	  pg_logical_slot_get_changes, _peek_changes, their binary variants or

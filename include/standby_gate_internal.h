@@ -104,7 +104,7 @@ extern bool gate_context_self_test(void);
 /* standby_gate_read.c */
 extern bool gate_applies(void);
 extern bool gate_slot_is_failover(void);
-extern void gate_backend_reader_attached(void);
+extern void gate_reader_attached(void);
 extern bool gate_slot_known_not_failover(void);
 extern XLogPageReadCB gate_walsender_reader_orig;
 extern XLogPageReadCB gate_refused_reader_orig;
@@ -131,6 +131,7 @@ extern void gate_install_stop_detector(void);
 
 /* standby_gate_walsender.c */
 extern void gate_walsender_install(void);
+extern void gate_walsender_reading(bool reading);
 
 /* standby_gate_sql.c */
 extern void gate_sql_install(void);

@@ -20,9 +20,9 @@
  *
  * Who calls failover_slot_moved():
  *
- *	- logical walsenders, from the gate's is_send_pending method
- *	  (standby_gate_walsender.c), when their failover slot's position
- *	  changed;
+ *	- logical walsenders, when their failover slot's position changed: at
+ *	  each page read and in each round of their waits
+ *	  (standby_gate_walsender.c);
  *	- the SQL functions' decoding and advancing: the gate's reader notes the
  *	  failover slot a backend decodes and its position when decoding starts
  *	  (failover_slot_moves_note_decoding()); at the end of the transaction

@@ -265,8 +265,13 @@ int
 gate_walsender_page_read(XLogReaderState *state, XLogRecPtr targetPagePtr,
 						 int reqLen, XLogRecPtr targetRecPtr, char *cur_page)
 {
-	return gated_page_read(gate_walsender_reader_orig, true, state,
-						   targetPagePtr, reqLen, targetRecPtr, cur_page);
+	int			count;
+
+	gate_walsender_reading(true);
+	count = gated_page_read(gate_walsender_reader_orig, true, state,
+							targetPagePtr, reqLen, targetRecPtr, cur_page);
+	gate_walsender_reading(false);
+	return count;
 }
 
 int
@@ -307,11 +312,11 @@ gate_refusing_page_read(XLogReaderState *state, XLogRecPtr targetPagePtr,
 }
 
 /*
- * A SQL function's reader was just gated: forget what we knew about the
- * previous one (a new reader may be allocated at the same address).
+ * A reader was just gated: forget what we knew about the previous one (a
+ * new reader may be allocated at the same address).
  */
 void
-gate_backend_reader_attached(void)
+gate_reader_attached(void)
 {
 	noted_reader = NULL;
 	shortened_reader = NULL;

@@ -58,7 +58,11 @@
  *	   replays none: if the invalidation callback were never called, advance
  *	   would move the slot ungated.  Raising an ERROR here is not possible:
  *	   at that point the subtransaction is half started, and an ERROR would
- *	   turn into a FATAL in the reorder buffer's cleanup.
+ *	   turn into a FATAL in the reorder buffer's cleanup.  To keep this
+ *	   cheap (it runs once per transaction returned), the callback
+ *	   remembers the reader it attached to, with a reset callback on the
+ *	   decoding context's memory that forgets it when the context goes; the
+ *	   search of memory happens only when there is no such reader.
  *
  * Both guards decide "failover slot" without reading the slot's marker file
  * (which could raise an error): a slot matching the name patterns is one,
@@ -83,9 +87,14 @@
 #include "standby_gate.h"
 #include "standby_gate_internal.h"
 #include "utils/inval.h"
+#include "utils/memutils.h"
 
 /* this statement is being cancelled by a guard */
 static bool refusal_pending = false;
+
+/* the reader we gated or refused, while its decoding context exists */
+static XLogReaderState *attached_reader = NULL;
+static ReplicationSlot *attached_slot = NULL;
 
 /*
  * A logical slot this backend holds, persistent, on a primary: what the
@@ -124,6 +133,35 @@ refuse_at_next_interrupt(const char *why)
 	QueryCancelPending = true;
 }
 
+static void
+forget_attached_reader(void *arg)
+{
+	attached_reader = NULL;
+	attached_slot = NULL;
+}
+
+/*
+ * Remember the reader we just replaced until its decoding context goes
+ * away, so that the replay guard need not search memory for it.  Without
+ * memory for the callback, the guard searches (slower, not less safe).
+ */
+static void
+remember_attached_reader(LogicalDecodingContext *ctx)
+{
+	MemoryContextCallback *callback;
+
+	callback = MemoryContextAllocExtended(ctx->context,
+										  sizeof(MemoryContextCallback),
+										  MCXT_ALLOC_NO_OOM);
+	if (callback == NULL)
+		return;
+	callback->func = forget_attached_reader;
+	callback->arg = NULL;
+	MemoryContextRegisterResetCallback(ctx->context, callback);
+	attached_reader = ctx->reader;
+	attached_slot = ctx->slot;
+}
+
 /*
  * Gate the reader of a decoding context we found.
  */
@@ -139,7 +177,7 @@ attach_reader(LogicalDecodingContext *ctx)
 		gate_debug_skip_attach != GATE_SKIP_SQL_READER)
 	{
 		ctx->reader->routine.page_read = gate_backend_page_read;
-		gate_backend_reader_attached();
+		gate_reader_attached();
 		gate_count_attached();
 	}
 	else if (!am_walsender)
@@ -147,6 +185,9 @@ attach_reader(LogicalDecodingContext *ctx)
 		gate_refused_reader_orig = page_read;
 		ctx->reader->routine.page_read = gate_refusing_page_read;
 	}
+	else
+		return;
+	remember_attached_reader(ctx);
 }
 
 /*
@@ -185,6 +226,11 @@ gate_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 
 	if (event != SUBXACT_EVENT_START_SUB || MyReplicationSlot == NULL ||
 		!holds_decodable_slot() || standby_slots_config == NULL)
+		return;
+
+	/* the reader we attached to, if its decoding context is still there */
+	if (attached_reader != NULL && attached_slot == MyReplicationSlot &&
+		gate_reader_is_ours(attached_reader->routine.page_read))
 		return;
 
 	ctx = gate_find_decoding_context(MyReplicationSlot, true, &seen);

@@ -19,8 +19,12 @@
  *				is ours too: the terminal guard.
  *	physical	(a physical slot, from 'W' on) is_send_pending is ours too:
  *				the wakeup of the gate's waiters.
- *	logical		(a logical slot, once the guard passed) is_send_pending is
- *				ours too: the wakeup of failover slot watchers.
+ *	reading		(a logical slot, once the guard passed, while the walsender
+ *				is inside its reader's page_read: reading a page, waiting
+ *				for WAL, or waiting for the standbys) is_send_pending is
+ *				ours too: the wakeup of failover slot watchers.  Outside
+ *				page_read the table is "idle" again: sending changes runs
+ *				none of our code.
  *
  * Attaching: START_REPLICATION ... LOGICAL creates the decoding context and
  * then sends 'W' before it reads any WAL.  At 'W' we find the context in
@@ -37,8 +41,8 @@
  * If not and the gate does not apply yet, the guard stays in place and
  * checks each message until the gate applies (then FATAL) or streaming
  * ends; a warning says why.  Once the reader is found gated, the guard
- * steps out (the table becomes "logical"), so sending a change runs none of
- * the guard's code.  We keep our putmessage even then: a walsender may run
+ * steps out (the table becomes "idle", or "reading" while in page_read), so
+ * sending a change runs none of our code.  We keep our putmessage even then: a walsender may run
  * START_REPLICATION again on the same connection, with a new decoding
  * context that must be attached again.
  *
@@ -47,14 +51,17 @@
  * notices in is_send_pending, which WalSndLoop calls right after processing
  * standby replies, once per loop: a spinlock read.  Likewise a logical
  * walsender tells failover_slot_moves.c when its slot's confirmed_flush,
- * restart_lsn or catalog_xmin changed and the slot is a failover slot.  A
- * logical walsender also calls is_send_pending once per change it sends
- * (WalSndWriteData), so there the check is three plain loads compared with
- * the values it saw last; only a difference costs a spinlock read (and, on
- * a generation change, a look at the slot's marker).  Only this process
- * moves those fields of the slot it holds (but for the checkpointer
- * invalidating it), so the plain loads are exact; on a platform where they
- * could tear, that only costs one more locked read.
+ * restart_lsn or catalog_xmin changed and the slot is a failover slot.  It
+ * looks at the start of every page read, and, through the "reading" table,
+ * in every round of its wait for WAL (WalSndWaitForWal, where an idle
+ * walsender processes its client's replies) and of the gate's wait; never
+ * per change sent (WalSndWriteData also asks is_send_pending, but with the
+ * "idle" table).  A look is three plain loads compared with the values seen
+ * last; only a difference costs a spinlock read (and, on a generation
+ * change, a look at the slot's marker).  Only this process moves those
+ * fields of the slot it holds (but for the checkpointer invalidating it),
+ * so the plain loads are exact; where they could tear, that only costs one
+ * more locked read.
  *
  * Copyright (c) 2026, pg_slotsync developers
  *
@@ -79,11 +86,13 @@ static const PQcommMethods *prev_comm_methods = NULL;
 static PQcommMethods idle_methods;
 static PQcommMethods guarding_methods;
 static PQcommMethods physical_methods;
-static PQcommMethods logical_methods;
+static PQcommMethods reading_methods;
 
 /* the reader we gated at the last CopyBothResponse, NULL if none */
 static XLogReaderState *gated_reader = NULL;
 static bool guard_warned = false;
+static bool guard_passed = false;
+static bool in_page_read = false;
 
 /* logical walsender: where we saw our slot last */
 static XLogRecPtr logical_seen_confirmed = InvalidXLogRecPtr;
@@ -133,6 +142,8 @@ walsender_attach(void)
 
 	gated_reader = NULL;
 	guard_warned = false;
+	guard_passed = false;
+	in_page_read = false;
 	gate_waiter_clear();
 	(void) logical_slot_moved(MyReplicationSlot);
 
@@ -147,6 +158,7 @@ walsender_attach(void)
 	{
 		gate_walsender_reader_orig = ctx->reader->routine.page_read;
 		ctx->reader->routine.page_read = gate_walsender_page_read;
+		gate_reader_attached();
 	}
 	gated_reader = ctx->reader;
 	gate_count_attached();
@@ -169,7 +181,10 @@ guard_putmessage_noblock(char msgtype, const char *s, size_t len)
 	if (msgtype == 'd')
 	{
 		if (walsender_gated())
-			PqCommMethods = &logical_methods;
+		{
+			guard_passed = true;
+			PqCommMethods = in_page_read ? &reading_methods : &idle_methods;
+		}
 		else if (gate_applies())
 		{
 			gate_count_refused();
@@ -235,8 +250,8 @@ physical_is_send_pending(void)
 /*
  * Logical walsender: if our failover slot moved, tell its watchers.
  */
-static bool
-logical_is_send_pending(void)
+static void
+logical_walsender_progress(void)
 {
 	ReplicationSlot *slot = MyReplicationSlot;
 
@@ -246,7 +261,26 @@ logical_is_send_pending(void)
 		 slot->data.catalog_xmin != logical_seen_xmin) &&
 		logical_slot_moved(slot) && gate_slot_is_failover())
 		failover_slot_moved();
+}
+
+static bool
+reading_is_send_pending(void)
+{
+	logical_walsender_progress();
 	return prev_comm_methods->is_send_pending();
+}
+
+/*
+ * The walsender's reader enters (true) or leaves (false) page_read.
+ */
+void
+gate_walsender_reading(bool reading)
+{
+	in_page_read = reading;
+	if (reading)
+		logical_walsender_progress();
+	if (guard_passed)
+		PqCommMethods = reading ? &reading_methods : &idle_methods;
 }
 
 /*
@@ -283,8 +317,8 @@ gate_client_authentication(Port *port, int status)
 		guarding_methods.putmessage_noblock = guard_putmessage_noblock;
 		physical_methods = idle_methods;
 		physical_methods.is_send_pending = physical_is_send_pending;
-		logical_methods = idle_methods;
-		logical_methods.is_send_pending = logical_is_send_pending;
+		reading_methods = idle_methods;
+		reading_methods.is_send_pending = reading_is_send_pending;
 		PqCommMethods = &idle_methods;
 	}
 }
