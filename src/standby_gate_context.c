@@ -109,7 +109,8 @@ gate_find_decoding_context(ReplicationSlot *slot, bool recognise, bool *seen)
 		for (context = ancestor->firstchild; context != NULL;
 			 context = context->nextchild)
 		{
-			if ((ctx = decoding_context_in(context, slot, recognise, seen)) != NULL)
+			ctx = decoding_context_in(context, slot, recognise, seen);
+			if (ctx != NULL)
 				return ctx;
 		}
 	}

@@ -182,18 +182,20 @@ read_target(XLogReaderState *state, XLogRecPtr targetPagePtr, int reqLen)
 
 /*
  * Return no more of the page than the standbys have confirmed; callers had
- * them confirm "target" first.  Should the gate have closed again since
- * (the slot became a failover slot once more), fail the read; the reader
- * asks again, and waits then.
+ * them confirm "target" first.  After a wait ("waited"), the gate may no
+ * longer apply (the wait ended for that reason): then the whole page is
+ * the answer.  Should the confirmed position have fallen behind "target"
+ * meanwhile (a new setting), fail the read; the reader asks again, and
+ * waits then.
  */
 static int
 cap_to_confirmed(XLogReaderState *state, int count, XLogRecPtr targetPagePtr,
-				 XLogRecPtr target)
+				 XLogRecPtr target, bool waited)
 {
 	XLogRecPtr	upto;
 
 	shortened_reader = NULL;
-	if (count <= 0 || !gate_applies())
+	if (count <= 0 || (waited && !gate_applies()))
 		return count;
 
 	upto = standby_slots_confirmed_upto();
@@ -220,6 +222,7 @@ gated_page_read(XLogPageReadCB orig, bool walsender,
 {
 	XLogRecPtr	target;
 	int			count;
+	bool		waited = false;
 
 	if (!gate_applies())
 	{
@@ -255,10 +258,11 @@ gated_page_read(XLogPageReadCB orig, bool walsender,
 		}
 		else
 			gate_backend_wait(target);
+		waited = true;
 	}
 
 	count = orig(state, targetPagePtr, reqLen, targetRecPtr, cur_page);
-	return cap_to_confirmed(state, count, targetPagePtr, target);
+	return cap_to_confirmed(state, count, targetPagePtr, target, waited);
 }
 
 int

@@ -65,7 +65,10 @@ typedef struct WaiterSummary
 static int
 name_cmp(const void *a, const void *b)
 {
-	return strcmp(NameStr(*(const NameData *) a), NameStr(*(const NameData *) b));
+	const NameData *name_a = (const NameData *) a;
+	const NameData *name_b = (const NameData *) b;
+
+	return strcmp(NameStr(*name_a), NameStr(*name_b));
 }
 
 /*
@@ -127,8 +130,11 @@ summarize_waiters(WaiterSummary *sum)
 
 		qsort(sum->slots, sum->nslots, sizeof(NameData), name_cmp);
 		for (int i = 1; i < sum->nslots; i++)
-			if (strcmp(NameStr(sum->slots[i]), NameStr(sum->slots[kept - 1])) != 0)
+		{
+			if (strcmp(NameStr(sum->slots[i]),
+					   NameStr(sum->slots[kept - 1])) != 0)
 				sum->slots[kept++] = sum->slots[i];
+		}
 		sum->nslots = kept;
 	}
 	pfree(copies);

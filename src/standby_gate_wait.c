@@ -100,7 +100,8 @@ waiter_set(XLogRecPtr target, bool walsender)
 	if (waiter == NULL)
 		return;
 	if (waiter->pid == MyProcPid &&
-		strcmp(NameStr(waiter->slot), NameStr(MyReplicationSlot->data.name)) == 0)
+		strcmp(NameStr(waiter->slot),
+			   NameStr(MyReplicationSlot->data.name)) == 0)
 	{
 		SpinLockAcquire(&waiter->mutex);
 		waiter->target = target;

@@ -7,24 +7,30 @@
  *
  * PostgreSQL 15 has no hook into the walsender, but every walsender talks
  * to its client through libpq's method table, PqCommMethods.  In a
- * ClientAuthentication_hook we give each walsender a copy of the table in
+ * ClientAuthentication_hook we give each walsender copies of the table in
  * place then (whatever another module installed before us) with some
- * methods replaced.  Which ones, by state:
+ * methods replaced, and switch between them by state:
  *
- *	idle		putmessage is ours: it only looks for CopyBothResponse ('W'),
- *				the message with which START_REPLICATION starts streaming.
- *				Command results go through it; streaming never does (a
- *				walsender streams with putmessage_noblock).
+ *	idle		(commands) putmessage is ours: it looks for CopyBothResponse
+ *				('W'), the message with which START_REPLICATION starts
+ *				streaming, and for CopyData ('d', see "streaming").
  *	guarding	(logical, from 'W' to the first CopyData) putmessage_noblock
  *				is ours too: the terminal guard.
- *	physical	(a physical slot, from 'W' on) is_send_pending is ours too:
- *				the wakeup of the gate's waiters.
- *	reading		(a logical slot, once the guard passed, while the walsender
- *				is inside its reader's page_read: reading a page, waiting
- *				for WAL, or waiting for the standbys) is_send_pending is
- *				ours too: the wakeup of failover slot watchers.  Outside
- *				page_read the table is "idle" again: sending changes runs
- *				none of our code.
+ *	streaming	(logical, once the guard passed) only flush is ours: every
+ *				method a walsender uses per message (putmessage_noblock,
+ *				which calls putmessage, flush_if_writable, is_send_pending)
+ *				is the previous one, so sending a change runs none of our
+ *				code.  A blocking flush ends a command (ReadyForQuery) or
+ *				follows a notice or error; ours puts "idle" back, so that a
+ *				later START_REPLICATION on the same connection is seen, and
+ *				if streaming goes on, the next CopyData through putmessage
+ *				switches back.
+ *	reading		("streaming" while the walsender is inside its reader's
+ *				page_read: reading a page, waiting for WAL, or waiting for
+ *				the standbys) is_send_pending is ours too: the wakeup of
+ *				failover slot watchers.
+ *	physical	(a physical slot, from 'W' on) is_send_pending and flush are
+ *				ours: the wakeup of the gate's waiters.
  *
  * Attaching: START_REPLICATION ... LOGICAL creates the decoding context and
  * then sends 'W' before it reads any WAL.  At 'W' we find the context in
@@ -41,10 +47,7 @@
  * If not and the gate does not apply yet, the guard stays in place and
  * checks each message until the gate applies (then FATAL) or streaming
  * ends; a warning says why.  Once the reader is found gated, the guard
- * steps out (the table becomes "idle", or "reading" while in page_read), so
- * sending a change runs none of our code.  We keep our putmessage even then: a walsender may run
- * START_REPLICATION again on the same connection, with a new decoding
- * context that must be attached again.
+ * steps out ("streaming").
  *
  * The wakeups: the physical walsender of a listed slot broadcasts on the
  * gate's condition variable whenever its slot's restart_lsn moved.  It
@@ -55,9 +58,8 @@
  * looks at the start of every page read, and, through the "reading" table,
  * in every round of its wait for WAL (WalSndWaitForWal, where an idle
  * walsender processes its client's replies) and of the gate's wait; never
- * per change sent (WalSndWriteData also asks is_send_pending, but with the
- * "idle" table).  A look is three plain loads compared with the values seen
- * last; only a difference costs a spinlock read (and, on a generation
+ * per change sent.  A look is three plain loads compared with the values
+ * seen last; only a difference costs a spinlock read (and, on a generation
  * change, a look at the slot's marker).  Only this process moves those
  * fields of the slot it holds (but for the checkpointer invalidating it),
  * so the plain loads are exact; where they could tear, that only costs one
@@ -85,13 +87,24 @@ static ClientAuthentication_hook_type prev_client_auth_hook = NULL;
 static const PQcommMethods *prev_comm_methods = NULL;
 static PQcommMethods idle_methods;
 static PQcommMethods guarding_methods;
-static PQcommMethods physical_methods;
+static PQcommMethods streaming_methods;
 static PQcommMethods reading_methods;
+static PQcommMethods physical_methods;
+
+/* what the walsender streams since its last CopyBothResponse */
+typedef enum StreamState
+{
+	STREAM_NONE,
+	STREAM_GUARDING,			/* logical, guard not passed yet */
+	STREAM_LOGICAL,				/* logical, guard passed */
+	STREAM_PHYSICAL
+} StreamState;
+
+static StreamState stream_state = STREAM_NONE;
 
 /* the reader we gated at the last CopyBothResponse, NULL if none */
 static XLogReaderState *gated_reader = NULL;
 static bool guard_warned = false;
-static bool guard_passed = false;
 static bool in_page_read = false;
 
 /* logical walsender: where we saw our slot last */
@@ -142,7 +155,6 @@ walsender_attach(void)
 
 	gated_reader = NULL;
 	guard_warned = false;
-	guard_passed = false;
 	in_page_read = false;
 	gate_waiter_clear();
 	(void) logical_slot_moved(MyReplicationSlot);
@@ -182,8 +194,8 @@ guard_putmessage_noblock(char msgtype, const char *s, size_t len)
 	{
 		if (walsender_gated())
 		{
-			guard_passed = true;
-			PqCommMethods = in_page_read ? &reading_methods : &idle_methods;
+			stream_state = STREAM_LOGICAL;
+			PqCommMethods = in_page_read ? &reading_methods : &streaming_methods;
 		}
 		else if (gate_applies())
 		{
@@ -279,12 +291,24 @@ gate_walsender_reading(bool reading)
 	in_page_read = reading;
 	if (reading)
 		logical_walsender_progress();
-	if (guard_passed)
-		PqCommMethods = reading ? &reading_methods : &idle_methods;
+	if (stream_state == STREAM_LOGICAL)
+		PqCommMethods = reading ? &reading_methods : &streaming_methods;
 }
 
 /*
- * CopyBothResponse: streaming starts; attach and choose the method table.
+ * A blocking flush: a command ends, or a notice or error was sent.  Be
+ * ready for the next START_REPLICATION.
+ */
+static int
+gate_flush(void)
+{
+	PqCommMethods = &idle_methods;
+	return prev_comm_methods->flush();
+}
+
+/*
+ * In "idle": CopyBothResponse starts streaming, so attach and choose the
+ * table; CopyData means streaming goes on after a flush.
  */
 static int
 gate_putmessage(char msgtype, const char *s, size_t len)
@@ -294,11 +318,23 @@ gate_putmessage(char msgtype, const char *s, size_t len)
 		if (SlotIsLogical(MyReplicationSlot))
 		{
 			walsender_attach();
+			stream_state = STREAM_GUARDING;
 			PqCommMethods = &guarding_methods;
 		}
 		else
+		{
+			stream_state = STREAM_PHYSICAL;
 			PqCommMethods = &physical_methods;
+		}
 	}
+	else if (msgtype == 'W')
+		stream_state = STREAM_NONE;
+	else if (msgtype == 'd' && stream_state == STREAM_LOGICAL)
+		PqCommMethods = in_page_read ? &reading_methods : &streaming_methods;
+	else if (msgtype == 'd' && stream_state == STREAM_PHYSICAL)
+		PqCommMethods = &physical_methods;
+	else if (msgtype == 'd' && stream_state == STREAM_GUARDING)
+		PqCommMethods = &guarding_methods;
 	return prev_comm_methods->putmessage(msgtype, s, len);
 }
 
@@ -315,10 +351,12 @@ gate_client_authentication(Port *port, int status)
 		idle_methods.putmessage = gate_putmessage;
 		guarding_methods = idle_methods;
 		guarding_methods.putmessage_noblock = guard_putmessage_noblock;
-		physical_methods = idle_methods;
-		physical_methods.is_send_pending = physical_is_send_pending;
-		reading_methods = idle_methods;
+		streaming_methods = *prev_comm_methods;
+		streaming_methods.flush = gate_flush;
+		reading_methods = streaming_methods;
 		reading_methods.is_send_pending = reading_is_send_pending;
+		physical_methods = streaming_methods;
+		physical_methods.is_send_pending = physical_is_send_pending;
 		PqCommMethods = &idle_methods;
 	}
 }
