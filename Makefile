@@ -6,15 +6,24 @@ PGFILEDESC = "pg_slotsync - failover logical replication slots"
 OBJS = \
 	src/pg_slotsync.o \
 	src/failover_patterns.o \
+	src/slot_copy.o \
 	src/slot_marker.o \
+	src/snapshot_file.o \
 	src/slot_funcs.o \
 	src/primary_funcs.o \
+	src/primary_watch.o \
 	src/sync_decide.o \
 	src/sync_apply.o \
+	src/sync_anchor.o \
+	src/sync_checks.o \
 	src/sync_remote.o \
 	src/sync_status.o \
+	src/worker_status.o \
+	src/sync_views.o \
 	src/sync_cycle.o \
+	src/sync_launcher.o \
 	src/sync_worker.o \
+	src/sync_manual.o \
 	src/standby_slots_guc.o \
 	src/standby_gate_quorum.o \
 	src/standby_gate.o \
@@ -43,12 +52,16 @@ PROVE_TESTS = $(wildcard test/t/*.pl)
 export PGCTLTIMEOUT = 120
 
 PG_CPPFLAGS = -I$(srcdir)/include -I$(libpq_srcdir)
+PG_CFLAGS = -Wshadow
 SHLIB_LINK_INTERNAL = $(libpq)
 EXTRA_CLEAN = tmp_check_regress test/results test/regression.diffs test/regression.out
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS tracks no header dependencies: rebuild everything when one changes
+$(OBJS): $(wildcard $(srcdir)/include/*.h)
 
 # after PGXS, which sets PROVE_FLAGS empty: our TAP helper module
 PROVE_FLAGS += --timer -I $(srcdir)/test/perl

@@ -60,6 +60,7 @@ void		_PG_init(void);
 char	   *pg_slotsync_failover_slot_patterns = NULL;
 bool		pg_slotsync_sync_enabled = false;
 char	   *pg_slotsync_primary_conninfo = NULL;
+int			pg_slotsync_stale_after = 30000;
 char	   *pg_slotsync_synchronized_standby_slots = NULL;
 
 /* shared memory */
@@ -71,8 +72,11 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static Size
 slotsync_shmem_size(void)
 {
-	return add_size(MAXALIGN(sizeof(SlotSyncShared)),
-					slot_sync_status_shmem_size());
+	Size		size = MAXALIGN(sizeof(SlotSyncShared));
+
+	size = add_size(size, MAXALIGN(slot_sync_status_shmem_size()));
+	size = add_size(size, worker_status_shmem_size());
+	return size;
 }
 
 static void
@@ -84,7 +88,7 @@ slotsync_shmem_request(void)
 	RequestAddinShmemSpace(slotsync_shmem_size());
 	RequestAddinShmemSpace(standby_gate_shmem_size());
 	RequestAddinShmemSpace(failover_slot_moves_shmem_size());
-	RequestNamedLWLockTranche(PG_SLOTSYNC_NAME, 1);
+	RequestNamedLWLockTranche(PG_SLOTSYNC_NAME, PG_SLOTSYNC_NUM_LWLOCKS);
 }
 
 static void
@@ -102,9 +106,14 @@ slotsync_shmem_startup(void)
 	{
 		memset(SlotSyncState, 0, slotsync_shmem_size());
 		pg_atomic_init_u64(&SlotSyncState->marker_generation, 0);
+		SlotSyncState->marker_lock =
+			&(GetNamedLWLockTranche(PG_SLOTSYNC_NAME))[PG_SLOTSYNC_LWLOCK_MARKER].lock;
 	}
 	slot_sync_status_shmem_init((char *) SlotSyncState +
 								MAXALIGN(sizeof(SlotSyncShared)), found);
+	worker_status_shmem_init((char *) SlotSyncState +
+							 MAXALIGN(sizeof(SlotSyncShared)) +
+							 MAXALIGN(slot_sync_status_shmem_size()), found);
 	standby_gate_shmem_init();
 	failover_slot_moves_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
@@ -151,6 +160,15 @@ _PG_init(void)
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_slotsync.stale_after",
+							"How long a ready copy may go without being confirmed equal to the primary's slot before it is reported stale.",
+							"A stale copy is still kept at promotion; the views and pg_slotsync.failover_readiness() no longer call it ready.",
+							&pg_slotsync_stale_after,
+							30000, 1000, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("pg_slotsync.synchronized_standby_slots",
 							   "Physical slots of the standbys that must confirm WAL before consumers of failover slots receive it.",

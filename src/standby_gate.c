@@ -118,11 +118,11 @@ comm_methods_complete(void)
 }
 
 static void
-append_failure(StringInfo failures, const char *text)
+append_failure(StringInfo failures, const char *failure)
 {
 	if (failures->len > 0)
 		appendStringInfoChar(failures, ' ');
-	appendStringInfoString(failures, text);
+	appendStringInfoString(failures, failure);
 }
 
 /*
