@@ -28,7 +28,15 @@ OBJS = \
 	src/sync_manual.o \
 	src/standby_slots_guc.o \
 	src/standby_gate_quorum.o \
-	src/standby_gate.o
+	src/standby_gate.o \
+	src/standby_gate_context.o \
+	src/standby_gate_read.o \
+	src/standby_gate_wait.o \
+	src/standby_gate_walsender.o \
+	src/standby_gate_sql.o \
+	src/standby_gate_shutdown.o \
+	src/standby_gate_status.o \
+	src/failover_slot_moves.o
 
 DATA = sql/pg_slotsync--1.0.sql \
 	sql/pg_slotsync--1.1.sql \
@@ -36,7 +44,7 @@ DATA = sql/pg_slotsync--1.0.sql \
 
 # The regression suite needs the library preloaded, so it runs in a
 # temporary instance of its own (like pg_cron) rather than the user's server.
-REGRESS = failover_flag failover_patterns privileges primary_side upgrade
+REGRESS = failover_flag failover_patterns privileges primary_side gate_status upgrade
 REGRESS_OPTS = --inputdir=test --outputdir=test \
 	--temp-config=$(srcdir)/test/pg_slotsync.conf \
 	--temp-instance=$(CURDIR)/tmp_check_regress

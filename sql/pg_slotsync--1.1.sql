@@ -180,6 +180,27 @@ SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION pg_slotsync.failover_slot_snapshots(name[])
 IS 'the serialized snapshots at the restart_lsn of many slots, for a standby''s copies';
 
+-- Primary side: the gate of pg_slotsync.synchronized_standby_slots, for
+-- monitoring.  Anyone may call it (slot names and counts, no pids).
+CREATE FUNCTION pg_slotsync.gate_status(
+    OUT configured boolean,
+    OUT mechanisms text[],
+    OUT self_check text,
+    OUT attached bigint,
+    OUT refused bigint,
+    OUT waiting_walsenders integer,
+    OUT waiting_backends integer,
+    OUT waiting_slots name[],
+    OUT oldest_wait_start timestamptz,
+    OUT failover_slot_moves bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'pg_slotsync_gate_status'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.gate_status()
+IS 'the gate of synchronized_standby_slots: mechanisms ready, consumers attached, refused and waiting';
+
 -- As in core: anyone may look at slots; acting on them is checked inside
 -- the functions (superuser or REPLICATION).
 GRANT USAGE ON SCHEMA pg_slotsync TO PUBLIC;

@@ -17,7 +17,9 @@
  *	  and report per-slot state for the pg_slotsync.replication_slots view.
  *	- primary_funcs.c: what a standby asks the primary: its failover slots,
  *	  a long-poll for their changes, and serialized snapshots.
- *	- standby_gate.c, standby_gate_quorum.c, standby_slots_guc.c:
+ *	- failover_slot_moves.c: a counter and condition variable that say when
+ *	  a failover slot moved, for the standbys' long-poll on the primary.
+ *	- standby_gate*.c, standby_slots_guc.c:
  *	  pg_slotsync.synchronized_standby_slots, which holds back consumers of
  *	  failover slots on the primary until the listed standbys have the WAL.
  *	- sync_worker.c (launcher, worker, manual sync), sync_cycle.c (one pass),
@@ -30,7 +32,9 @@
  * CREATE EXTENSION pg_slotsync, in schema pg_slotsync.
  *
  * Hooks are chained through saved prev_* pointers, as contrib modules do,
- * so other preloaded modules keep working.
+ * so other preloaded modules keep working.  Shared memory has one
+ * shmem_request/shmem_startup pair for the whole library, here: it asks
+ * each module for its size and has it create its part.
  *
  * Copyright (c) 2026, pg_slotsync developers
  *
@@ -38,6 +42,7 @@
  */
 #include "postgres.h"
 
+#include "failover_slot_moves.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pg_slotsync.h"
@@ -82,6 +87,8 @@ slotsync_shmem_request(void)
 		prev_shmem_request_hook();
 
 	RequestAddinShmemSpace(slotsync_shmem_size());
+	RequestAddinShmemSpace(standby_gate_shmem_size());
+	RequestAddinShmemSpace(failover_slot_moves_shmem_size());
 	RequestNamedLWLockTranche(PG_SLOTSYNC_NAME, PG_SLOTSYNC_NUM_LWLOCKS);
 }
 
@@ -108,6 +115,8 @@ slotsync_shmem_startup(void)
 	worker_status_shmem_init((char *) SlotSyncState +
 							 MAXALIGN(sizeof(SlotSyncShared)) +
 							 MAXALIGN(slot_sync_status_shmem_size()), found);
+	standby_gate_shmem_init();
+	failover_slot_moves_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -182,8 +191,6 @@ _PG_init(void)
 							   assign_synchronized_standby_slots,
 							   NULL);
 
-	MarkGUCPrefixReserved(PG_SLOTSYNC_NAME);
-
 	RegisterSubXactCallback(slot_funcs_subxact_callback, NULL);
 
 	slot_sync_register_launcher();
@@ -194,4 +201,8 @@ _PG_init(void)
 	shmem_startup_hook = slotsync_shmem_startup;
 
 	standby_gate_install_hooks();
+	failover_slot_moves_install();
+
+	/* after every module defined its settings */
+	MarkGUCPrefixReserved(PG_SLOTSYNC_NAME);
 }

@@ -35,6 +35,7 @@
 #include "access/xlog.h"
 #include "access/xlogrecovery.h"
 #include "access/xlogutils.h"
+#include "failover_slot_moves.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -212,6 +213,8 @@ pg_slotsync_create_logical_replication_slot(PG_FUNCTION_ARGS)
 		ReplicationSlotPersist();
 	ReplicationSlotRelease();
 	slot_being_created_subxid = InvalidSubTransactionId;
+	if (failover)
+		failover_slot_moved();	/* a new failover slot, for watchers */
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
 }
@@ -296,10 +299,11 @@ pg_slotsync_alter_replication_slot(PG_FUNCTION_ARGS)
 				 errdetail("Failover flags can only be changed on the primary server.")));
 	}
 
-	slot_marker_update_named(name,
-							 req.failover ? SLOT_MARKER_FAILOVER : 0,
-							 req.failover ? 0 : SLOT_MARKER_FAILOVER,
-							 req.failover, check_alter_failover, &req);
+	if (slot_marker_update_named(name,
+								 req.failover ? SLOT_MARKER_FAILOVER : 0,
+								 req.failover ? 0 : SLOT_MARKER_FAILOVER,
+								 req.failover, check_alter_failover, &req))
+		failover_slot_moved();	/* a slot became, or stopped being, one */
 
 	PG_RETURN_VOID();
 }
