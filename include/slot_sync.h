@@ -24,6 +24,7 @@
 /* Settings of the standby side (pg_slotsync.c) */
 extern bool pg_slotsync_sync_enabled;
 extern char *pg_slotsync_primary_conninfo;
+extern char *pg_slotsync_primary_dbname;
 extern int	pg_slotsync_stale_after;
 extern int	pg_slotsync_max_wal_fetch;
 

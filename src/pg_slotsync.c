@@ -60,6 +60,7 @@ void		_PG_init(void);
 char	   *pg_slotsync_failover_slot_patterns = NULL;
 bool		pg_slotsync_sync_enabled = false;
 char	   *pg_slotsync_primary_conninfo = NULL;
+char	   *pg_slotsync_primary_dbname = NULL;
 int			pg_slotsync_stale_after = 30000;
 int			pg_slotsync_max_wal_fetch = 1024;
 char	   *pg_slotsync_synchronized_standby_slots = NULL;
@@ -179,6 +180,15 @@ _PG_init(void)
 							PGC_SIGHUP,
 							GUC_UNIT_MB,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("pg_slotsync.primary_dbname",
+							   "Database on the primary the slot sync worker connects to, with the standby's own primary_conninfo.",
+							   "For HA tools (Patroni, repmgr) that write primary_conninfo without a dbname: the worker follows whatever primary the walreceiver follows. Ignored when pg_slotsync.primary_conninfo is set.",
+							   &pg_slotsync_primary_dbname,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
 
 	DefineCustomStringVariable("pg_slotsync.synchronized_standby_slots",
 							   "Physical slots of the standbys that must confirm WAL before consumers of failover slots receive it.",

@@ -73,10 +73,12 @@ slot_sync_validate_local(SyncComplaint *c)
 					  "replication slot synchronization requires \"primary_conninfo\" to be set");
 		return false;
 	}
-	if (conninfo_dbname(conninfo) == NULL)
+	if (slot_sync_dbname() == NULL)
 	{
 		sync_complain(c, ERRCODE_INVALID_PARAMETER_VALUE,
-					  "Add a dbname naming a database where pg_slotsync is installed to \"primary_conninfo\", or set \"pg_slotsync.primary_conninfo\".",
+					  own_conninfo ?
+					  "Add a dbname naming a database where pg_slotsync is installed to \"pg_slotsync.primary_conninfo\"." :
+					  "Set \"pg_slotsync.primary_dbname\" to a database where pg_slotsync is installed, or add a dbname to \"primary_conninfo\".",
 					  "replication slot synchronization requires \"dbname\" to be specified in \"%s\"",
 					  own_conninfo ? "pg_slotsync.primary_conninfo" : "primary_conninfo");
 		return false;
@@ -131,7 +133,7 @@ void
 slot_sync_complain_remote(SyncComplaint *c, RemoteFailure failure,
 						  const char *what, const char *message)
 {
-	char	   *dbname = conninfo_dbname(slot_sync_conninfo());
+	char	   *dbname = slot_sync_dbname();
 
 	switch (failure)
 	{

@@ -4,10 +4,13 @@
  *		The standby's libpq connection to the primary: connecting, checking
  *		the extension there, and the queries a sync cycle sends.
  *
- * The connection is an ordinary (non-replication) libpq session to the
- * database named in the connection string, which is the standby's own
- * primary_conninfo, password included, or pg_slotsync.primary_conninfo
- * when set (for HA tools that rewrite primary_conninfo without a dbname).
+ * The connection is an ordinary (non-replication) libpq session.  Its
+ * connection string is the standby's own primary_conninfo, password
+ * included, with pg_slotsync.primary_dbname as its database when set: HA
+ * tools such as Patroni rewrite primary_conninfo without a dbname at every
+ * leader change, and this way the worker follows the primary the
+ * walreceiver follows.  pg_slotsync.primary_conninfo, when set, replaces
+ * all of that.
  * The password is never logged: errors quote libpq's message only.
  *
  * On top of the connection string we set a connect timeout and TCP
@@ -60,6 +63,11 @@ struct PrimaryConn
 /* How often a wait wakes up to ask whether to give up. */
 #define REMOTE_POLL_MS 50
 
+/*
+ * The connection string the worker uses: pg_slotsync.primary_conninfo when
+ * set, else the standby's own primary_conninfo (with
+ * pg_slotsync.primary_dbname as its database, see primary_connect()).
+ */
 const char *
 slot_sync_conninfo(void)
 {
@@ -67,6 +75,22 @@ slot_sync_conninfo(void)
 		pg_slotsync_primary_conninfo[0] != '\0')
 		return pg_slotsync_primary_conninfo;
 	return PrimaryConnInfo;
+}
+
+/*
+ * The database the worker connects to on the primary, palloc'd, or NULL
+ * if none is named anywhere.
+ */
+char *
+slot_sync_dbname(void)
+{
+	bool		own = pg_slotsync_primary_conninfo != NULL &&
+		pg_slotsync_primary_conninfo[0] != '\0';
+
+	if (!own && pg_slotsync_primary_dbname != NULL &&
+		pg_slotsync_primary_dbname[0] != '\0')
+		return pstrdup(pg_slotsync_primary_dbname);
+	return conninfo_dbname(slot_sync_conninfo());
 }
 
 /*
@@ -120,10 +144,18 @@ PrimaryConn *
 primary_connect(const char *conninfo, const char *appname,
 				bool (*interrupted) (void), StringInfo errbuf)
 {
-	const char *keywords[] = {"dbname", "application_name", "connect_timeout",
-		"keepalives", "keepalives_idle", "keepalives_interval",
-	"keepalives_count", NULL};
-	const char *values[] = {conninfo, appname, "10", "1", "10", "5", "3", NULL};
+	char	   *dbname = slot_sync_dbname();
+
+	/*
+	 * The connection string first, expanded; then what we set over it: the
+	 * database (a second "dbname" is a plain name, and later keywords win),
+	 * our application_name, a connect timeout and keepalives.
+	 */
+	const char *keywords[] = {"dbname", "dbname", "application_name",
+		"connect_timeout", "keepalives", "keepalives_idle",
+	"keepalives_interval", "keepalives_count", NULL};
+	const char *values[] = {conninfo, dbname, appname, "10", "1", "10", "5",
+	"3", NULL};
 	PGconn	   *conn;
 	PostgresPollingStatusType status = PGRES_POLLING_WRITING;
 	PrimaryConn *result;

@@ -28,8 +28,9 @@
  *
  * Configuration changes: turning sync off makes the worker log that it
  * stops, drop what it leaves (sync_remove_debris()) and exit.  A change of
- * primary_conninfo, primary_slot_name, hot_standby_feedback or
- * pg_slotsync.primary_conninfo makes it log that it restarts, and start
+ * primary_conninfo, primary_slot_name, hot_standby_feedback,
+ * pg_slotsync.primary_conninfo or pg_slotsync.primary_dbname makes it log
+ * that it restarts, and start
  * over with the new settings (a new connection, a first cycle).  Settings
  * that leave the primary no reason to keep the copies' catalog rows
  * (hot_standby_feedback off, primary_slot_name unset or changed, see
@@ -82,6 +83,7 @@ PGDLLEXPORT void pg_slotsync_worker_main(Datum arg);
 typedef struct WatchedSettings
 {
 	char	   *conninfo;
+	char	   *dbname;
 	char	   *slot_name;
 	bool		hot_standby_feedback;
 } WatchedSettings;
@@ -89,12 +91,17 @@ typedef struct WatchedSettings
 static void
 watched_settings_take(WatchedSettings *w)
 {
+	char	   *dbname = slot_sync_dbname();
+
 	if (w->conninfo)
 		pfree(w->conninfo);
+	if (w->dbname)
+		pfree(w->dbname);
 	if (w->slot_name)
 		pfree(w->slot_name);
 	w->conninfo = MemoryContextStrdup(TopMemoryContext,
 									  slot_sync_conninfo() ? slot_sync_conninfo() : "");
+	w->dbname = MemoryContextStrdup(TopMemoryContext, dbname ? dbname : "");
 	w->slot_name = MemoryContextStrdup(TopMemoryContext,
 									   PrimarySlotName ? PrimarySlotName : "");
 	w->hot_standby_feedback = hot_standby_feedback;
@@ -103,7 +110,10 @@ watched_settings_take(WatchedSettings *w)
 static bool
 watched_settings_changed(const WatchedSettings *w)
 {
+	char	   *dbname = slot_sync_dbname();
+
 	return strcmp(w->conninfo, slot_sync_conninfo() ? slot_sync_conninfo() : "") != 0 ||
+		strcmp(w->dbname, dbname ? dbname : "") != 0 ||
 		strcmp(w->slot_name, PrimarySlotName ? PrimarySlotName : "") != 0 ||
 		w->hot_standby_feedback != hot_standby_feedback;
 }
@@ -309,6 +319,7 @@ pg_slotsync_worker_main(Datum arg)
 	WorkerState ws;
 	SyncComplaint complaint;
 	SyncCycleResult result;
+	MemoryContext loop_cxt;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
@@ -328,6 +339,9 @@ pg_slotsync_worker_main(Datum arg)
 	memset(&ws, 0, sizeof(ws));
 	sync_session_init(&ws.session, TopMemoryContext, "pg_slotsync worker",
 					  worker_interrupted);
+	/* what one round of the loop allocates, freed at the next */
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pg_slotsync worker loop",
+									 ALLOCSET_SMALL_SIZES);
 	ws.retry_ms = SYNC_RETRY_MIN_MS;
 
 	while (!slot_sync_claim())
@@ -344,6 +358,8 @@ pg_slotsync_worker_main(Datum arg)
 	{
 		SyncCycleStatus status;
 
+		MemoryContextReset(loop_cxt);
+		MemoryContextSwitchTo(loop_cxt);
 		handle_interrupts(&ws);
 
 		if (!slot_sync_validate_local(&complaint))

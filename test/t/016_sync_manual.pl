@@ -195,9 +195,13 @@ is($standby->safe_psql('postgres', $not_ready_sql),
 
 # ---------------------------------------------------------------------
 # statement_timeout, cancel and termination leave nothing behind.  A slot
-# created now, before the call, is older than the call's anchor: its copy
-# is genuinely not ready while nobody moves the slot on the primary.
+# created now, before the call, is older than the call's anchor: with
+# fetching its history off, its copy is genuinely not ready while nobody
+# moves the slot on the primary.
 # ---------------------------------------------------------------------
+$standby->safe_psql('postgres',
+	'ALTER SYSTEM SET pg_slotsync.max_wal_fetch = 0');
+$standby->reload;
 sub debris_is
 {
 	my ($n) = @_;

@@ -13,9 +13,12 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use SlotSyncTest;
 
-# 'old' exists before the standby syncs: its copy waits for its consumer
-# (not ready); 'fresh' is created while the worker runs (ready at once).
+# 'old' exists before the standby syncs: with fetching its history off, its
+# copy waits for its consumer (not ready); 'fresh' is created while the
+# worker runs (ready at once).
+my $no_fetch = "pg_slotsync.max_wal_fetch = 0\n";
 my ($primary, $standby) = setup_primary_standby(
+	standby_conf => $no_fetch,
 	before_backup => sub {
 		create_failover_slot($_[0], 'old');
 	});
@@ -66,7 +69,7 @@ $standby->stop;
 my ($primary2, $standby2) = setup_primary_standby(
 	primary_name => 'primary2',
 	standby_name => 'standby2',
-	standby_conf => "restart_after_crash = on\n",
+	standby_conf => "restart_after_crash = on\n$no_fetch",
 	before_backup => sub {
 		create_failover_slot($_[0], 'old2');
 	});

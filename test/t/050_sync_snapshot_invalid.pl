@@ -12,7 +12,10 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use SlotSyncTest;
 
+# 'older' exists before the standby syncs; with fetching its history off,
+# its copy waits for its consumer
 my ($primary, $standby) = setup_primary_standby(
+	standby_conf => "pg_slotsync.max_wal_fetch = 0\n",
 	before_backup => sub {
 		create_failover_slot($_[0], 'older');
 	});

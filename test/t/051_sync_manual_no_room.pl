@@ -8,10 +8,11 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use SlotSyncTest;
 
-# the standby has room for the anchor and three copies
+# the standby has room for the anchor and three copies; with fetching off,
+# copies of these slots (older than the call) wait for their consumer
 my ($primary, $standby) = setup_primary_standby(
 	sync => 0,
-	standby_conf => "max_replication_slots = 4\n");
+	standby_conf => "max_replication_slots = 4\npg_slotsync.max_wal_fetch = 0\n");
 
 my @names = map { "room$_" } 1 .. 6;
 create_failover_slot($primary, $_) foreach @names;
