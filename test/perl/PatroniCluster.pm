@@ -82,7 +82,6 @@ sub new
 		members => $opts{members} // [qw(n1 n2 n3)],
 		dcs => $opts{dcs} // '',
 		procs => {},    # name => pid of everything we started
-		tags => {},
 		bg => [],
 	}, $class;
 
@@ -119,6 +118,15 @@ sub members { return @{ $_[0]->{members} }; }
 # Set the YAML text of the bootstrap.dcs section (before the first member
 # starts).
 sub set_dcs { my ($self, $yaml) = @_; $self->{dcs} = $yaml; return; }
+
+# Extra YAML lines for member $m's local "postgresql" section (for example
+# pre_promote), without indentation; written at its next start_member().
+sub set_postgresql_extra
+{
+	my ($self, $m, $yaml) = @_;
+	$self->{postgresql_extra}{$m} = $yaml;
+	return;
+}
 
 =pod
 
@@ -191,9 +199,6 @@ sub _config_text
 	my $user = getpwuid($<);
 	my $logdir = $PostgreSQL::Test::Utils::log_path;
 	my $logfile = basename($pg->logfile);
-	my $tags = $self->{tags}{$m} // {};
-	my $tags_text = join('', map { "  $_: $tags->{$_}\n" } sort keys %$tags);
-	$tags_text = "  {}\n" if $tags_text eq '';
 	my $dcs = _indent($self->{dcs}, 4);
 	my $extra = _indent($self->{postgresql_extra}{$m} // '', 2);
 
@@ -236,8 +241,6 @@ postgresql:
     log_line_prefix: '%m [%p] %q%a '
 $extra  basebackup:
     - checkpoint: fast
-tags:
-$tags_text
 EOF
 }
 
@@ -436,23 +439,25 @@ sub leader
 
 =pod
 
-=head1 $pc->wait_for_leader($m)
+=head1 $pc->wait_for_leader($m, $secs, $not)
 
-Waits until Patroni reports $m (or, without $m, any member) as the
-running leader and its PostgreSQL accepts writes; returns the leader's
+Waits until Patroni reports $m (or, without $m, any member but $not) as
+the running leader and its PostgreSQL accepts writes; returns the leader's
 name, or undef (with the logs as diagnostics) on timeout.
 
 =cut
 
 sub wait_for_leader
 {
-	my ($self, $want, $secs) = @_;
+	my ($self, $want, $secs, $not) = @_;
 	my $leader;
 	my @logs = map { $self->patroni_log($_) } $self->members;
 	_wait(
 		sub {
 			$leader = eval { $self->leader };
-			return defined $leader && (!defined $want || $leader eq $want);
+			return 0 unless defined $leader;
+			return $leader eq $want if defined $want;
+			return !defined $not || $leader ne $not;
 		},
 		'leader ' . ($want // '(any)'),
 		$secs, @logs)
@@ -513,40 +518,6 @@ sub patronictl
 	$stderr .= $@ if $@;
 	note "patronictl @args: exit $rc\n$stdout$stderr";
 	return ($rc, $stdout, $stderr);
-}
-
-=pod
-
-=head1 $pc->set_tags($m, { name => value, ... })
-
-Rewrites member $m's tags and makes its Patroni reload the file (as
-"patronictl reload" would); waits until the REST API shows them.
-
-=cut
-
-sub set_tags
-{
-	my ($self, $m, $tags) = @_;
-	$self->{tags}{$m} = $tags;
-	$self->_write_config($m);
-	kill 'HUP', $self->{procs}{"patroni_$m"};
-	return _wait(
-		sub {
-			my $r = _http_get($self->{rest_port}{$m}, '/patroni');
-			return 0 unless $r->{success};
-			my $data = eval { decode_json($r->{content}) } or return 0;
-			my $have = $data->{tags} // {};
-			for my $k (keys %$tags)
-			{
-				my $v = $have->{$k};
-				return 0 unless defined $v;
-				$v = $v ? 'true' : 'false' if JSON::PP::is_bool($v);
-				return 0 unless "$v" eq "$tags->{$k}";
-			}
-			return 1;
-		},
-		"tags of $m",
-		30, $self->patroni_log($m));
 }
 
 =pod

@@ -246,23 +246,24 @@ TODO:
 		'n1 no longer holds back the catalog_xmin of the new primary');
 }
 
-# Failover: kill -9 the leader's postmaster.  With primary_start_timeout: 0
-# Patroni fails over at once instead of restarting it.  While n1 has no
-# ready copies it must not be the one promoted, so it is kept out of the
-# race, as an operator would (nofailover).
-ok($pc->set_tags('n1', { nofailover => 'true' }), 'n1 is tagged nofailover');
+# Today's fix (docs/patroni.md): on a PostgreSQL 15 standby every logical
+# slot the sync worker did not make, but its anchor, is left over from when
+# the member was a primary; drop them, and the worker makes copies.
+$pc->pg('n1')->safe_psql(
+	'postgres', q{
+	SELECT pg_drop_replication_slot(slot_name)
+	FROM pg_slotsync.replication_slots
+	WHERE slot_type = 'logical' AND NOT synced AND NOT temporary
+	  AND slot_name <> 'pg_slotsync_anchor'});
+ok(ready_on('n1'), 'after its own slots are dropped, n1 has sync-ready copies')
+  or show_sync_state('n1');
+ok(feedback_catches_up('n2', 'n1'),
+	'and no longer holds back the catalog_xmin of the new primary');
 
-# The gate must then count only members that may be promoted: a row only n1
-# had flushed could otherwise reach a consumer and be lost when n3, without
-# it, is promoted.  Patroni's tags do not change pg_slotsync's setting.
-($rc) = $pc->patronictl('edit-config', 'pgss', '--force', '-p',
-	'pg_slotsync.synchronized_standby_slots=ANY 1 (n2, n3)');
-is($rc, 0, 'patronictl edit-config: the gate lists the candidates only');
-ok( $pc->pg('n2')->poll_query_until(
-		'postgres', 'SHOW pg_slotsync.synchronized_standby_slots',
-		'ANY 1 (n2, n3)'),
-	'the leader uses the new gate list');
-ok(ready_on('n3'), 'n3 is ready before the failover');
+# Failover: kill -9 the leader's postmaster.  With primary_start_timeout: 0
+# Patroni fails over at once instead of restarting it, to whichever of n1
+# and n3 has received more WAL; both must be ready.
+ok(ready_on($_), "$_ is ready before the failover") for qw(n1 n3);
 
 # Make the failover lose rows, deterministically: freeze the leader's
 # physical walsenders (SIGSTOP), so that neither replica gets anything
@@ -285,14 +286,17 @@ my $n2_offset = $pc->log_offset($pc->patroni_log('n2'));
 my $pid = $pc->postmaster_pid('n2');
 ok(kill('KILL', $pid), "kill -9 of n2's postmaster ($pid)");
 kill 'KILL', @walsenders;
-is($pc->wait_for_leader('n3'), 'n3', 'n3 leads after the failover');
-consumers_get_rows_from('n3');
+my $new_leader = $pc->wait_for_leader(undef, undef, 'n2');
+ok(defined $new_leader, 'a replica leads after the failover')
+  or BAIL_OUT('no failover');
+note "$new_leader was promoted";
+consumers_get_rows_from($new_leader);
 ok($pc->wait_for_patroni_log('n2', qr/pg_rewind exit code=0/, $n2_offset),
 	'Patroni rewound n2 (pg_rewind)');
 ok($pc->wait_for_streaming('n2', 120), 'the old leader n2 rejoins');
 ok(ready_on('n2', 60), 'n2, rejoined through pg_rewind, has sync-ready copies')
   or show_sync_state('n2');
-ok(feedback_catches_up('n3', 'n2'),
+ok(feedback_catches_up($new_leader, 'n2'),
 	'n2 does not hold back the catalog_xmin of the new primary');
 
 # Stop the load; every row the cluster has reaches both consumers.
