@@ -67,6 +67,30 @@ postgresql:
     pg_slotsync.primary_conninfo: '$worker_conninfo'
 EOF
 
+# pre_promote: Patroni runs it after taking the leader key and before
+# promoting.  Until pg_slotsync has a readiness check that is safe to block
+# on (issue 14), it only records what the candidate's sync saw, and never
+# refuses (see docs/patroni.md).
+my $pre_promote = "$PostgreSQL::Test::Utils::tmp_check/080_pre_promote.sh";
+my $pre_promote_log = "$PostgreSQL::Test::Utils::log_path/080_patroni_pre_promote.log";
+open my $pp, '>', $pre_promote or die;
+print $pp <<"EOF";
+#!/bin/sh
+# log what this candidate's sync worker last saw; never refuse a promotion
+{
+	echo "pre_promote on \$1 at \$(date)"
+	psql -X -At -h "\$2" -p "\$3" -d postgres -c "SELECT coalesce(string_agg(slot_name || ' ' || state, ', ' ORDER BY slot_name), 'no failover slot seen') FROM pg_slotsync.sync_status"
+} >> '$pre_promote_log' 2>&1
+exit 0
+EOF
+close $pp;
+chmod 0755, $pre_promote;
+for my $m ($pc->members)
+{
+	$pc->set_postgresql_extra($m,
+		"pre_promote: $pre_promote $m ${\ $pc->pg($m)->host} ${\ $pc->port($m)}");
+}
+
 $pc->start_etcd;
 $pc->start_member('n1');
 is($pc->wait_for_leader('n1', 120), 'n1', 'n1 bootstrapped the cluster')
@@ -204,6 +228,10 @@ my ($rc) = $pc->patronictl('switchover', 'pgss', '--leader', 'n1',
 	'--candidate', 'n2', '--force');
 is($rc, 0, 'patronictl switchover to n2');
 is($pc->wait_for_leader('n2'), 'n2', 'n2 leads after the switchover');
+like(
+	slurp_file($pre_promote_log),
+	qr/pre_promote on n2 at .*\ncdc ready, sub1 ready\n/,
+	'Patroni ran pre_promote on n2, when both copies were ready');
 consumers_get_rows_from('n2');
 ok($pc->wait_for_streaming('n1', 120), 'the old leader n1 rejoins');
 is( join("\n",
@@ -290,6 +318,10 @@ my $new_leader = $pc->wait_for_leader(undef, undef, 'n2');
 ok(defined $new_leader, 'a replica leads after the failover')
   or BAIL_OUT('no failover');
 note "$new_leader was promoted";
+like(
+	slurp_file($pre_promote_log),
+	qr/pre_promote on $new_leader at .*\ncdc ready, sub1 ready\n\z/,
+	"Patroni ran pre_promote on $new_leader, when both copies were ready");
 consumers_get_rows_from($new_leader);
 ok($pc->wait_for_patroni_log('n2', qr/pg_rewind exit code=0/, $n2_offset),
 	'Patroni rewound n2 (pg_rewind)');
