@@ -46,7 +46,6 @@ ttl: 20
 loop_wait: 2
 retry_timeout: 5
 primary_start_timeout: 0
-maximum_lag_on_failover: 16777216
 ignore_slots:
   - type: logical
 postgresql:
@@ -267,7 +266,7 @@ TODO:
 {
 	local $TODO =
 	  'issue 14, the demoted primary: a rejoined old leader keeps its own slots';
-	ok(ready_on('n1', 30),
+	ok(ready_on('n1', 20),
 		'n1, rejoined without pg_rewind, has sync-ready copies')
 	  or show_sync_state('n1');
 	ok(feedback_catches_up('n2', 'n1'),
@@ -330,6 +329,28 @@ ok(ready_on('n2', 60), 'n2, rejoined through pg_rewind, has sync-ready copies')
   or show_sync_state('n2');
 ok(feedback_catches_up($new_leader, 'n2'),
 	'n2 does not hold back the catalog_xmin of the new primary');
+
+# A second switchover: the leader now is a promoted replica, whose slots
+# were synced copies before its promotion; demoted without pg_rewind, it
+# must make them copies again.
+my $next = (grep { $_ ne $new_leader && $_ ne 'n2' } qw(n1 n3))[0];
+ok(ready_on($next), "$next is ready before the second switchover");
+my $old_offset = $pc->log_offset($pc->patroni_log($new_leader));
+($rc) = $pc->patronictl('switchover', 'pgss', '--leader', $new_leader,
+	'--candidate', $next, '--force');
+is($rc, 0, "patronictl switchover to $next");
+is($pc->wait_for_leader($next), $next, "$next leads after the switchover");
+consumers_get_rows_from($next);
+ok($pc->wait_for_streaming($new_leader, 120), "$new_leader rejoins");
+is( join("\n",
+		$pc->log_since($pc->patroni_log($new_leader), $old_offset) =~
+		  /^(.*running pg_rewind.*)$/mg),
+	'',
+	"$new_leader rejoined without pg_rewind");
+ok(ready_on($new_leader), "$new_leader has sync-ready copies again")
+  or show_sync_state($new_leader);
+ok(feedback_catches_up($next, $new_leader),
+	"$new_leader does not hold back the catalog_xmin of the new primary");
 
 # Stop the load; every row the cluster has reaches both consumers.
 open my $sf, '>', $stopfile or die;
