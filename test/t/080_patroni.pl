@@ -5,26 +5,33 @@
 # What a user of Patroni must be able to rely on:
 #  - the failover slots are synchronized to both replicas;
 #  - Patroni drops none of our slots (failover slots, synced copies, the
-#    anchor) across restarts, a switchover and a failover;
+#    anchor) across restarts, switchovers and a failover;
 #  - "patronictl switchover" and a kill -9 of the leader's postmaster
 #    (primary_start_timeout: 0, so a replica is promoted at once) deliver
 #    every row exactly once to the subscriber (its table has no key, so a
 #    duplicate would show), and pg_recvlogical's output has no gap;
 #  - neither consumer ever sees a row the surviving cluster does not have
-#    (the gate, pg_slotsync.synchronized_standby_slots);
-#  - an old leader that rejoins, after a switchover without pg_rewind and
-#    after a crash with pg_rewind, ends up with synced, sync-ready copies of
-#    the failover slots, and its old slots no longer hold back the new
-#    primary's catalog_xmin.
+#    (the gate, pg_slotsync.synchronized_standby_slots), although the
+#    failover loses rows the old leader committed;
+#  - Patroni runs pre_promote on the member it promotes, whose copies are
+#    ready at that moment;
+#  - an old leader that rejoins ends up with synced, sync-ready copies of
+#    the failover slots that do not hold back the new primary's
+#    catalog_xmin: after a crash and pg_rewind, after a switchover of a
+#    member that was once a replica, and -- not yet: issue 14, the TODO
+#    block -- after a switchover of the member the slots were created on
+#    (today docs/patroni.md's manual step, applied here, is needed).
 #
 # The configuration is the one docs/patroni.md explains, setting by setting.
+# The order of events: start, restarts, switchover n1 -> n2, kill -9 of n2
+# (n1 or n3 is promoted, n2 is rewound), switchover to the third member.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use PatroniCluster;
-use SlotSyncTest qw(wait_until ready_sql);
+use SlotSyncTest qw(wait_until);
 
 if (my $prog = PatroniCluster::missing())
 {
@@ -34,7 +41,6 @@ if (my $prog = PatroniCluster::missing())
 
 $SlotSyncTest::WAIT_SECS = 90;
 
-my @slots = qw(sub1 cdc);
 my $pc = PatroniCluster->new(members => [qw(n1 n2 n3)]);
 
 # The sync worker's own connection: every member, and libpq keeps the one
