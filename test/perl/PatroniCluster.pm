@@ -15,8 +15,8 @@
 #    ttl, timeouts, ignore_slots, PostgreSQL parameters) as YAML text; this
 #    module writes the per-member rest (addresses, directories, users,
 #    pg_hba) around it;
-#  - waits poll and give up after $WAIT_SECS seconds, dying with the end of
-#    the relevant log so that a broken step says why;
+#  - waits poll, give up after $WAIT_SECS seconds and then print the end of
+#    the relevant logs, so that a broken step says why;
 #  - every process started here (etcd, Patroni, the PostgreSQL servers
 #    Patroni started, and background commands from start_bg()) is killed at
 #    the end, also when the test dies: see cleanup() and the END block.
@@ -25,7 +25,6 @@ package PatroniCluster;
 use strict;
 use warnings;
 
-use Cwd qw(abs_path);
 use File::Basename qw(basename);
 use File::Path qw(make_path);
 use HTTP::Tiny;
@@ -82,7 +81,6 @@ sub new
 		members => $opts{members} // [qw(n1 n2 n3)],
 		dcs => $opts{dcs} // '',
 		procs => {},    # name => pid of everything we started
-		bg => [],
 	}, $class;
 
 	my $testname = basename($0);
@@ -143,6 +141,7 @@ sub try_sql
 	my ($ret, $out, $err) = $self->{pg}{$m}->psql('postgres', $sql);
 	return $ret == 0 ? $out : undef;
 }
+
 sub pg { my ($self, $m) = @_; return $self->{pg}{$m}; }
 sub port { my ($self, $m) = @_; return $self->{pg}{$m}->port; }
 sub rest_port { my ($self, $m) = @_; return $self->{rest_port}{$m}; }
@@ -263,11 +262,14 @@ sub _spawn
 	die "fork failed: $!" unless defined $pid;
 	if ($pid == 0)
 	{
+		# the child must not run the END block (it would kill everything)
 		setpgrp(0, 0);
 		open STDIN, '<', '/dev/null';
-		open STDOUT, '>>', $log or die "could not open $log: $!";
-		open STDERR, '>&', \*STDOUT;
-		exec(@cmd) or die "could not run $cmd[0]: $!";
+		if (open(STDOUT, '>>', $log) && open(STDERR, '>&', \*STDOUT))
+		{
+			exec(@cmd) or print STDERR "could not run $cmd[0]: $!\n";
+		}
+		POSIX::_exit(127);
 	}
 	$self->{procs}{$key} = $pid;
 	note "started $key (pid $pid): @cmd";
@@ -602,13 +604,6 @@ sub start_bg
 	return $self->_spawn("bg_$name", $log, @cmd);
 }
 
-sub bg_alive
-{
-	my ($self, $name) = @_;
-	my $pid = $self->{procs}{"bg_$name"} or return 0;
-	return waitpid($pid, WNOHANG) == 0;
-}
-
 sub stop_bg
 {
 	my ($self, $name, $signal) = @_;
@@ -641,8 +636,8 @@ sub cleanup
 	{
 		my $pg = $self->{pg}{$m};
 		next unless -f $pg->data_dir . '/postmaster.pid';
-		system("$self->{bindir}/pg_ctl", '-D', $pg->data_dir, '-m',
-			'immediate', '-w', 'stop');
+		PostgreSQL::Test::Utils::system_log("$self->{bindir}/pg_ctl", '-D',
+			$pg->data_dir, '-m', 'immediate', '-w', 'stop');
 	}
 	$self->_stop_proc('etcd', 'TERM');
 	return;
