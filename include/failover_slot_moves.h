@@ -37,28 +37,35 @@
  *	  restart_lsn or catalog_xmin changed, or the slot is gone;
  *	- pg_slotsync.create_logical_replication_slot(..., failover => true)
  *	  and pg_slotsync.alter_replication_slot() when they set or clear the
- *	  failover flag.
+ *	  failover flag;
+ *	- a physical walsender whose slot's catalog_xmin (hot standby feedback)
+ *	  changed: checked once per round of its loop (standby_gate_walsender.c),
+ *	  so that a standby waiting for its feedback to arrive learns at once.
+ *
+ *	- creating, copying or dropping a slot: core's SQL functions
+ *	  pg_create_logical_replication_slot, pg_copy_logical_replication_slot
+ *	  and pg_drop_replication_slot when they return (an fmgr hook), and the
+ *	  replication protocol's CREATE_REPLICATION_SLOT and
+ *	  DROP_REPLICATION_SLOT (DROP SUBSCRIPTION uses the latter) when the
+ *	  walsender completes them.
  *
  * Paths that do NOT broadcast; a watcher needs its slow safety poll for
  * them:
  *
- *	- dropping a slot (pg_drop_replication_slot, DROP_REPLICATION_SLOT,
- *	  DROP SUBSCRIPTION), and invalidation of a slot by the checkpointer;
- *	- creating a slot that is a failover slot by name pattern (through the
- *	  replication protocol, pg_create_logical_replication_slot, or
- *	  pg_copy_logical_replication_slot), and reloading
- *	  pg_slotsync.failover_slot_patterns (a reload also sets the latch of
- *	  every process, so a watcher sleeping on the condition variable wakes
- *	  up for it anyway);
+ *	- invalidation of a slot by the checkpointer, and the slots DROP
+ *	  DATABASE drops;
+ *	- reloading pg_slotsync.failover_slot_patterns (a reload also sets the
+ *	  latch of every process, so a watcher sleeping on the condition
+ *	  variable wakes up for it anyway);
  *	- a failover slot moved by a logical walsender the gate could not attach
  *	  to (pg_slotsync.gate_status() counts those as refused), or decoded by
  *	  a decoding context whose WAL reader is not core's;
  *	- a failover slot decoded by SQL while the gate could not attach to the
  *	  decoding (the statement is refused then, but decoding may already
  *	  have moved restart_lsn or catalog_xmin);
- *	- standbys' physical slots (restart_lsn, catalog_xmin from hot standby
- *	  feedback): not failover slots; the gate's own condition variable in
- *	  standby_gate_internal.h is broadcast for listed physical slots only.
+ *	- standbys' physical slots' restart_lsn: not watched here; the gate's
+ *	  own condition variable in standby_gate_internal.h is broadcast when a
+ *	  listed physical slot's restart_lsn moves.
  *
  * Copyright (c) 2026, pg_slotsync developers
  *

@@ -87,6 +87,7 @@ typedef struct SyncStatusEntry
 	XLogRecPtr	remote_confirmed_flush;
 	TransactionId remote_catalog_xmin;
 	TimestampTz last_sync;		/* last time the copy matched the primary */
+	bool		settled;		/* equal to the primary's slot then */
 	char		reason[256];
 } SyncStatusEntry;
 
@@ -96,6 +97,8 @@ extern void slot_sync_status_begin_cycle(void);
 extern bool slot_sync_status_set(const RemoteSlot *remote, SyncState state,
 								 SyncReason code, const char *reason,
 								 bool synced_now);
+extern void slot_sync_status_remove(const char *name);
+extern void slot_sync_status_touch_settled(void);
 extern void slot_sync_status_end_cycle(void);
 extern void slot_sync_status_mark(const char *name, SyncState state,
 								  SyncReason code, const char *reason);
@@ -131,6 +134,7 @@ typedef struct WorkerStatus
 	TimestampTz last_error_time;
 	uint64		cycles;
 	uint64		errors;
+	int			last_examined;	/* slots the last cycle looked at */
 	uint64		primary_sysid;
 	char		last_error[512];
 } WorkerStatus;
@@ -140,7 +144,7 @@ extern void worker_status_shmem_init(void *ptr, bool found);
 extern void worker_status_started(bool manual);
 extern void worker_status_stopped(void);
 extern void worker_status_problem(WorkerPhase phase, const char *message);
-extern void worker_status_synced(uint64 primary_sysid);
+extern void worker_status_synced(uint64 primary_sysid, int examined);
 extern void worker_status_read(WorkerStatus *out);
 extern bool worker_status_recent_sync(void);
 
@@ -172,10 +176,15 @@ typedef struct SyncSession
 	MemoryContext cycle_cxt;	/* reset at every cycle */
 	bool		(*interrupted) (void);
 	struct HTAB *memory;		/* per-slot memory, see sync_cycle.c */
+	TimestampTz last_full;		/* when the primary last sent everything */
+	TransactionId last_primary_xmin;	/* its physical slot's, then */
+	int			logical_slots_seen; /* local logical slots after a cycle */
 } SyncSession;
 
 typedef struct SyncCycleResult
 {
+	int			nexamined;		/* slots decided this cycle */
+	uint64		primary_sysid;	/* the primary's system identifier */
 	int			nchanged;		/* copies created, moved or dropped */
 	bool		pending;		/* some slot may become ready soon */
 	XLogRecPtr	flush_needed;	/* a slot waits for the standby's WAL */

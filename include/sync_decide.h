@@ -19,7 +19,9 @@
 typedef struct RemoteSlot
 {
 	NameData	name;
+	bool		removed;		/* gone from the primary's list (a change) */
 	NameData	plugin;
+	Oid			database_oid;	/* the same on the primary and its standby */
 	NameData	database;
 	uint64		incarnation;	/* see slot_marker.h */
 	bool		two_phase;

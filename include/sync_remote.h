@@ -23,6 +23,8 @@
 typedef struct PrimaryInfo
 {
 	uint64		token;
+	bool		full_list;		/* the slots are the whole list */
+	uint64		system_identifier;
 	bool		in_recovery;
 	bool		wal_level_logical;
 	bool		standby_slot_exists;

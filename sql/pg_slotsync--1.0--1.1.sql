@@ -83,7 +83,8 @@ CREATE FUNCTION pg_slotsync.sync_worker_status(
     OUT errors bigint,
     OUT last_error text,
     OUT last_error_time timestamptz,
-    OUT primary_system_identifier bigint)
+    OUT primary_system_identifier bigint,
+    OUT last_cycle_slots integer)
 RETURNS record
 AS 'MODULE_PATHNAME', 'pg_slotsync_sync_worker_status'
 LANGUAGE C VOLATILE
@@ -170,3 +171,45 @@ SET search_path = pg_catalog, pg_temp;
 
 COMMENT ON FUNCTION pg_slotsync.gate_status()
 IS 'the gate of synchronized_standby_slots: mechanisms ready, consumers attached, refused and waiting';
+
+-- Primary side: the long-poll of version 1.1, and only what changed.
+CREATE FUNCTION pg_slotsync.wait_for_failover_slot_changes(
+    standby_slot_name name,
+    last_token bigint,
+    timeout_ms integer,
+    OUT change_token bigint,
+    OUT full_list boolean,
+    OUT in_recovery boolean,
+    OUT wal_level_logical boolean,
+    OUT standby_slot_is_physical boolean,
+    OUT standby_slot_catalog_xmin xid,
+    OUT system_identifier bigint,
+    OUT timeline integer)
+RETURNS record
+AS 'MODULE_PATHNAME', 'pg_slotsync_wait_for_failover_slot_changes'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.wait_for_failover_slot_changes(name, bigint, integer)
+IS 'wait until a failover slot or the standby''s physical slot differs from what this session last reported';
+
+CREATE FUNCTION pg_slotsync.failover_slot_changes(
+    OUT slot_name name,
+    OUT removed boolean,
+    OUT plugin name,
+    OUT database_oid oid,
+    OUT database text,
+    OUT two_phase boolean,
+    OUT two_phase_at pg_catalog.pg_lsn,
+    OUT restart_lsn pg_catalog.pg_lsn,
+    OUT confirmed_flush_lsn pg_catalog.pg_lsn,
+    OUT catalog_xmin xid,
+    OUT invalidated boolean,
+    OUT incarnation bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_slotsync_failover_slot_changes'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.failover_slot_changes()
+IS 'the failover slots changed or gone since what this session last reported';

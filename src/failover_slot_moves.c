@@ -32,7 +32,14 @@
  *	  every other transaction.  It takes ReplicationSlotControlLock shared
  *	  and reads the slots' spinlocks, which is allowed after commit; it
  *	  raises no error;
- *	- slot_funcs.c, when a failover flag is set or cleared.
+ *	- slot_funcs.c, when a failover flag is set or cleared;
+ *	- core's SQL functions that create, copy or drop slots, when they
+ *	  return (an fmgr hook), and walsenders that complete a
+ *	  CREATE_REPLICATION_SLOT or DROP_REPLICATION_SLOT command
+ *	  (standby_gate_walsender.c): a slot that is a failover slot by its name
+ *	  came, or any failover slot went;
+ *	- physical walsenders whose slot's catalog_xmin moved
+ *	  (standby_gate_walsender.c).
  *
  * Copyright (c) 2026, pg_slotsync developers
  *
@@ -47,6 +54,11 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "fmgr.h"
+
+static needs_fmgr_hook_type prev_needs_fmgr_hook = NULL;
+static fmgr_hook_type prev_fmgr_hook = NULL;
 
 /* How many slots one transaction's note can tell apart. */
 #define MAX_NOTED_SLOTS		4
@@ -193,10 +205,47 @@ moves_xact_callback(XactEvent event, void *arg)
 }
 
 /*
+ * Core's SQL functions that create, copy or drop slots: a slot that is (or
+ * was) a failover slot by its name may have come or gone.  They run through
+ * fmgr, which asks us whether to hook them (once per call site) and then
+ * calls us around each call.
+ */
+static bool
+is_slot_function(Oid fn_oid)
+{
+	return fn_oid == F_PG_DROP_REPLICATION_SLOT ||
+		fn_oid == F_PG_CREATE_LOGICAL_REPLICATION_SLOT ||
+		fn_oid == F_PG_COPY_LOGICAL_REPLICATION_SLOT_NAME_NAME_BOOL_NAME ||
+		fn_oid == F_PG_COPY_LOGICAL_REPLICATION_SLOT_NAME_NAME_BOOL ||
+		fn_oid == F_PG_COPY_LOGICAL_REPLICATION_SLOT_NAME_NAME;
+}
+
+static bool
+moves_needs_fmgr_hook(Oid fn_oid)
+{
+	if (prev_needs_fmgr_hook && prev_needs_fmgr_hook(fn_oid))
+		return true;
+	return is_slot_function(fn_oid);
+}
+
+static void
+moves_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *private)
+{
+	if (prev_fmgr_hook)
+		prev_fmgr_hook(event, flinfo, private);
+	if (event == FHET_END && is_slot_function(flinfo->fn_oid))
+		failover_slot_moved();
+}
+
+/*
  * From _PG_init.
  */
 void
 failover_slot_moves_install(void)
 {
 	RegisterXactCallback(moves_xact_callback, NULL);
+	prev_needs_fmgr_hook = needs_fmgr_hook;
+	needs_fmgr_hook = moves_needs_fmgr_hook;
+	prev_fmgr_hook = fmgr_hook;
+	fmgr_hook = moves_fmgr_hook;
 }

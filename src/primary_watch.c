@@ -1,30 +1,47 @@
 /*-------------------------------------------------------------------------
  *
  * primary_watch.c
- *		The long-poll a standby's sync worker waits in on the primary:
- *		wait_for_failover_slot_change().
+ *		The long-poll a standby's sync worker waits in on the primary, and
+ *		the changes it hands back.
  *
  * PostgreSQL 17's worker polls pg_replication_slots, napping 200 ms and
  * doubling up to 30 s while nothing changes; a slot that moves after a quiet
  * minute reaches the standby up to 30 s late.  We turn the poll around: the
- * worker calls wait_for_failover_slot_change() with the change token it saw
- * last, and the call returns as soon as any failover slot (or the standby's
- * own physical slot) is different, or when its timeout passes.  While
- * nothing happens the standby sends nothing but that one long call.
+ * worker calls wait_for_failover_slot_changes(), which returns as soon as a
+ * failover slot (or the standby's own physical slot's catalog_xmin, which
+ * tells it its feedback arrived) is different from what this session last
+ * reported, or when its timeout passes; then failover_slot_changes(), in
+ * the same round trip, returns only what changed: the slots that are new or
+ * different, and the names of those that are gone.  With a thousand slots
+ * and one moving, one row crosses the network and one copy is touched.
  *
- * The token is a 64-bit hash over what the standby copies: each failover
- * slot's name, positions, catalog_xmin, two_phase state and invalidation,
- * plus the catalog_xmin of the standby's physical slot (how the standby
- * learns its hot_standby_feedback has arrived).  Waiting is a cheap scan of
- * the slot array in shared memory every few milliseconds; PostgreSQL 15 has
- * no event to wait for when a slot moves.
+ * What the session reported last is kept in this backend's memory: each
+ * failover slot's state as sent (WatchedSlot).  The standby echoes the
+ * token of the last answer it received; when the token is not this
+ * session's latest (a new connection, an answer lost to an error, or the
+ * standby asking on purpose with NULL), the whole list is sent and the
+ * standby knows it is whole (full_list), so it cannot drift.
  *
- * Which slots are failover slots needs each slot's marker file (see
- * slot_marker.c).  The waiting backend reads a marker again only when some
- * marker was written since (slot_marker_read_cached()).  A stale flag (a
- * slot dropped and created again without a marker) can only cause a
- * spurious wake-up; the list the standby acts on comes from
- * failover_slots(), which always reads the markers afresh.
+ * Waking up: processes that move failover slots bump a shared counter and
+ * broadcast a condition variable (failover_slot_moves.h lists which:
+ * logical walsenders, SQL decoding at transaction end, the failover flag,
+ * creating, copying and dropping slots, physical walsenders whose
+ * catalog_xmin moved).  The call sleeps on it, and looks at the slots only
+ * when the counter moved, or every WATCH_SAFETY_POLL_MS for the paths that
+ * do not broadcast (a slot invalidated by a checkpoint, dropped with its
+ * database).  Looking is one pass over the slot array in shared memory,
+ * with failover flags read from a per-session marker cache
+ * (slot_marker_read_cached()); idle, that is a few passes a second.
+ *
+ * While it waits, the call gives up its snapshot's xmin, so that the
+ * standby's long-poll, running nearly all the time, never holds back vacuum
+ * on the primary; only when nothing else in the session can need the
+ * snapshot (call_may_release_xmin()): in a REPEATABLE READ transaction,
+ * with a cursor open, or inside a larger query the xmin stays.
+ *
+ * wait_for_failover_slot_change() is version 1.0's long-poll (a hash of
+ * everything, then the whole list from failover_slots()), kept for
+ * standbys that still run it; it waits the same way.
  *
  * Copyright (c) 2026, pg_slotsync developers
  *
@@ -32,147 +49,469 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "access/xlog.h"
+#include "commands/dbcommands.h"
 #include "common/hashfn.h"
+#include "failover_slot_moves.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "nodes/plannodes.h"
 #include "pg_slotsync.h"
 #include "pgstat.h"
 #include "postmaster/interrupt.h"
 #include "replication/slot.h"
 #include "slot_copy.h"
 #include "slot_marker.h"
-#include "storage/latch.h"
 #include "storage/proc.h"
+#include "tcop/pquery.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(pg_slotsync_wait_for_failover_slot_change);
+PG_FUNCTION_INFO_V1(pg_slotsync_wait_for_failover_slot_changes);
+PG_FUNCTION_INFO_V1(pg_slotsync_failover_slot_changes);
 
-/* How often a waiting call looks at the slots. */
-#define SLOT_WATCH_INTERVAL_MS		5
+/* How often a waiting call looks at the slots without being woken. */
+#define WATCH_SAFETY_POLL_MS	500
 
-/* The markers this backend has read, by slot name. */
-typedef struct WatchedMarker
+/* A failover slot as a standby copies it. */
+typedef struct WatchState
+{
+	NameData	plugin;
+	Oid			database;
+	bool		two_phase;
+	XLogRecPtr	two_phase_at;
+	XLogRecPtr	restart_lsn;
+	XLogRecPtr	confirmed_flush;
+	TransactionId catalog_xmin;
+	bool		invalidated;
+	uint64		incarnation;
+} WatchState;
+
+/* One failover slot as this session last reported it. */
+typedef struct WatchedSlot
 {
 	NameData	name;			/* hash key */
-	MarkerCacheEntry cache;
-} WatchedMarker;
+	bool		reported;		/* in the last answer's state */
+	bool		present;		/* seen by the latest look */
+	bool		changed;		/* ... and different from what was sent */
+	WatchState	sent;
+	WatchState	now;
+	MarkerCacheEntry marker;
+} WatchedSlot;
 
-static HTAB *watched_markers = NULL;
+/* This backend's session with a standby's worker. */
+static HTAB *watched = NULL;
+static uint64 session_token = 0;	/* the latest answer's */
+static TransactionId sent_standby_xmin = InvalidTransactionId;
+static bool delta_ready = false;	/* failover_slot_changes() may answer */
+static bool delta_full = false;
 
-static uint32
-watched_flags(const char *name)
+static void
+watched_init(void)
 {
-	WatchedMarker *w;
-	NameData	key;
-	bool		found;
+	HASHCTL		ctl;
 
-	if (watched_markers == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(NameData);
-		ctl.entrysize = sizeof(WatchedMarker);
-		watched_markers = hash_create("pg_slotsync watched markers", 64, &ctl,
-									  HASH_ELEM | HASH_STRINGS);
-	}
-	namestrcpy(&key, name);
-	w = hash_search(watched_markers, &key, HASH_ENTER, &found);
-	if (!found)
-		w->cache.valid = false;
-	slot_marker_read_cached(name, &w->cache);
-	return w->cache.marker.flags;
+	if (watched != NULL)
+		return;
+	ctl.keysize = sizeof(NameData);
+	ctl.entrysize = sizeof(WatchedSlot);
+	ctl.hcxt = TopMemoryContext;
+	watched = hash_create("pg_slotsync watched slots", 64, &ctl,
+						  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 }
 
-static uint64
-hash_lsn(uint64 h, XLogRecPtr lsn)
+static bool
+watch_state_equal(const WatchState *a, const WatchState *b)
 {
-	return hash_combine64(h, (uint64) lsn);
+	return strcmp(NameStr(a->plugin), NameStr(b->plugin)) == 0 &&
+		a->database == b->database && a->two_phase == b->two_phase &&
+		a->two_phase_at == b->two_phase_at &&
+		a->restart_lsn == b->restart_lsn &&
+		a->confirmed_flush == b->confirmed_flush &&
+		a->catalog_xmin == b->catalog_xmin &&
+		a->invalidated == b->invalidated &&
+		a->incarnation == b->incarnation;
 }
 
 /*
- * The change token: what the standby would see from failover_slots() and
- * from its own physical slot, folded into 64 bits.
+ * Look at the slots: mark every watched slot present or not, and changed
+ * or not against what was sent; returns how many differ (new, changed or
+ * gone) and, through *standby_xmin, the standby's physical slot's
+ * catalog_xmin (*standby_found if it exists, *standby_physical if it is
+ * physical).
  */
-static uint64
-compute_change_token(const SlotCopy *slots, int nslots,
-					 const char *standby_slot, bool in_recovery)
+static int
+look_at_slots(SlotCopy *slots, const char *standby_slot, bool full,
+			  TransactionId *standby_xmin, bool *standby_found,
+			  bool *standby_physical)
 {
-	uint64		h = UINT64CONST(0x9E3779B97F4A7C15);
+	HASH_SEQ_STATUS seq;
+	WatchedSlot *w;
+	int			nslots = slot_copy_all(slots);
+	bool		in_recovery = RecoveryInProgress();
+	int			differ = 0;
+
+	*standby_xmin = InvalidTransactionId;
+	*standby_found = *standby_physical = false;
+
+	hash_seq_init(&seq, watched);
+	while ((w = hash_seq_search(&seq)) != NULL)
+		w->present = false;
 
 	for (int i = 0; i < nslots; i++)
 	{
-		const SlotCopy *s = &slots[i];
+		SlotCopy   *s = &slots[i];
 		const char *name = NameStr(s->name);
+		bool		found;
 
-		if (standby_slot != NULL && !s->is_logical &&
-			strcmp(name, standby_slot) == 0)
+		if (standby_slot != NULL && strcmp(name, standby_slot) == 0)
 		{
-			/*
-			 * Only its catalog_xmin: it tells the standby its feedback has
-			 * arrived.  Its restart_lsn moves with every WAL flush of the
-			 * standby, which would wake the standby for nothing.
-			 */
-			h = hash_combine64(h, s->catalog_xmin);
-			continue;
+			*standby_found = true;
+			*standby_physical = !s->is_logical;
+			*standby_xmin = s->catalog_xmin;
 		}
-		if (!s->is_logical || s->persistency != RS_PERSISTENT ||
-			!slot_counts_as_failover(name, true, s->persistency,
-									 watched_flags(name), in_recovery))
+		if (!s->is_logical || s->persistency != RS_PERSISTENT)
 			continue;
-		h = hash_combine64(h, hash_bytes_extended((const unsigned char *) name,
-												  strlen(name), 0));
-		h = hash_lsn(h, s->restart_lsn);
-		h = hash_lsn(h, s->confirmed_flush);
-		h = hash_lsn(h, s->invalidated_at);
-		h = hash_lsn(h, s->two_phase_at);
-		h = hash_combine64(h, s->catalog_xmin);
-		h = hash_combine64(h, s->two_phase);
+		w = hash_search(watched, &s->name, HASH_ENTER, &found);
+		if (!found)
+		{
+			memset(((char *) w) + sizeof(NameData), 0,
+				   sizeof(WatchedSlot) - sizeof(NameData));
+			w->marker.valid = false;
+		}
+		if (slot_marker_read_cached(name, &w->marker) == SLOT_MARKER_CORRUPT ||
+			!slot_counts_as_failover(name, true, s->persistency,
+									 w->marker.marker.flags, in_recovery))
+			continue;
+
+		w->present = true;
+		w->now.plugin = s->plugin;
+		w->now.database = s->database;
+		w->now.two_phase = s->two_phase;
+		w->now.two_phase_at = s->two_phase_at;
+		w->now.restart_lsn = s->restart_lsn;
+		w->now.confirmed_flush = s->confirmed_flush;
+		w->now.catalog_xmin = s->catalog_xmin;
+		w->now.invalidated = slot_copy_is_invalidated(s);
+		w->now.incarnation = w->marker.marker.incarnation;
+		w->changed = full || !w->reported ||
+			!watch_state_equal(&w->now, &w->sent);
+		if (w->changed)
+			differ++;
+	}
+
+	hash_seq_init(&seq, watched);
+	while ((w = hash_seq_search(&seq)) != NULL)
+		if (!w->present && w->reported)
+			differ++;
+	return differ;
+}
+
+/*
+ * May this call give up the xmin of its snapshot while it waits?  Only if
+ * nothing else in the session can still need what that snapshot (or an
+ * older one) sees:
+ *
+ *	- READ COMMITTED: a REPEATABLE READ or SERIALIZABLE transaction goes on
+ *	  using its snapshot after the call;
+ *	- no other registered snapshot: an open cursor, an exported snapshot,
+ *	  the query of an enclosing function call each hold one;
+ *	- the call is the whole of the client's statement, run in the unnamed
+ *	  portal, a plain scan of this function with constant arguments,
+ *	  nothing else scanned, filtered or computed with the snapshot after it.
+ *
+ * The sync worker's long-poll is exactly that.  Any other use keeps its
+ * xmin, which is merely what any query that long would do.
+ */
+static bool
+call_may_release_xmin(FunctionCallInfo fcinfo)
+{
+	PlannedStmt *stmt;
+	FunctionScan *scan;
+	RangeTblFunction *rtfunc;
+	FuncExpr   *func;
+	ListCell   *lc;
+
+	if (IsolationUsesXactSnapshot() || !ThereAreNoPriorRegisteredSnapshots())
+		return false;
+	if (ActivePortal == NULL || ActivePortal->name == NULL ||
+		ActivePortal->name[0] != '\0' ||
+		list_length(ActivePortal->stmts) != 1)
+		return false;
+
+	stmt = linitial_node(PlannedStmt, ActivePortal->stmts);
+	if (stmt->commandType != CMD_SELECT || stmt->utilityStmt != NULL ||
+		stmt->subplans != NIL || list_length(stmt->rtable) != 1 ||
+		linitial_node(RangeTblEntry, stmt->rtable)->rtekind != RTE_FUNCTION ||
+		!IsA(stmt->planTree, FunctionScan))
+		return false;
+
+	scan = (FunctionScan *) stmt->planTree;
+	if (scan->scan.plan.qual != NIL || scan->scan.plan.initPlan != NIL ||
+		scan->scan.plan.lefttree != NULL || scan->scan.plan.righttree != NULL ||
+		scan->funcordinality || list_length(scan->functions) != 1)
+		return false;
+	foreach(lc, scan->scan.plan.targetlist)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+
+		if (!IsA(tle->expr, Var) && !IsA(tle->expr, Const))
+			return false;
+	}
+
+	rtfunc = linitial_node(RangeTblFunction, scan->functions);
+	if (!IsA(rtfunc->funcexpr, FuncExpr))
+		return false;
+	func = (FuncExpr *) rtfunc->funcexpr;
+	if (func->funcid != fcinfo->flinfo->fn_oid)
+		return false;
+	foreach(lc, func->args)
+	{
+		if (!IsA(lfirst(lc), Const))
+			return false;
+	}
+	return true;
+}
+
+/* Give up the snapshot's xmin while waiting, if the caller allows. */
+static void
+release_xmin_if_allowed(FunctionCallInfo fcinfo)
+{
+	InvalidateCatalogSnapshot();
+	if (call_may_release_xmin(fcinfo))
+		MyProc->xmin = InvalidTransactionId;
+}
+
+/*
+ * Sleep until a failover slot may have moved since "seen", the safety poll
+ * passes, or the deadline; returns the new counter.
+ */
+static uint64
+wait_for_moves(uint64 seen, TimestampTz deadline)
+{
+	long		ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+													 deadline);
+	ConditionVariable *cv = failover_slot_moved_cv();
+
+	ms = Min(ms, WATCH_SAFETY_POLL_MS);
+	if (ms > 0 && failover_slot_moves_read() == seen)
+	{
+		ConditionVariablePrepareToSleep(cv);
+		if (failover_slot_moves_read() == seen)
+			(void) ConditionVariableTimedSleep(cv, ms, PG_WAIT_EXTENSION);
+		ConditionVariableCancelSleep();
+	}
+	CHECK_FOR_INTERRUPTS();
+	if (ConfigReloadPending)
+	{
+		/* patterns may have changed; they decide what is a failover slot */
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+	return failover_slot_moves_read();
+}
+
+static void
+check_timeout(int timeout_ms)
+{
+	if (timeout_ms < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout_ms must not be negative")));
+}
+
+/*
+ * pg_slotsync.wait_for_failover_slot_changes(standby_slot_name name,
+ *		last_token bigint, timeout_ms integer)
+ *
+ * Wait until something differs from what this session last reported (or
+ * at once when last_token is not this session's latest token: then the
+ * whole list is sent), then report the primary's state; the changes
+ * themselves come from failover_slot_changes() right after.
+ */
+Datum
+pg_slotsync_wait_for_failover_slot_changes(PG_FUNCTION_ARGS)
+{
+	char	   *standby_slot = PG_ARGISNULL(0) ? NULL : NameStr(*PG_GETARG_NAME(0));
+	bool		full = PG_ARGISNULL(1) ||
+		(uint64) PG_GETARG_INT64(1) != session_token || session_token == 0;
+	int			timeout_ms = PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2);
+	SlotCopy   *slots;
+	TupleDesc	tupdesc;
+	TimestampTz deadline;
+	TransactionId standby_xmin;
+	bool		standby_found;
+	bool		standby_physical;
+	uint64		moves;
+	Datum		values[8];
+	bool		nulls[8] = {0};
+
+	check_caller_may_sync();
+	check_timeout(timeout_ms);
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	watched_init();
+	slots = palloc(sizeof(SlotCopy) * Max(max_replication_slots, 1));
+	release_xmin_if_allowed(fcinfo);
+
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	moves = failover_slot_moves_read();
+	for (;;)
+	{
+		int			differ = look_at_slots(slots, standby_slot, full,
+										   &standby_xmin, &standby_found,
+										   &standby_physical);
+
+		if (full || differ > 0 || standby_xmin != sent_standby_xmin ||
+			GetCurrentTimestamp() >= deadline)
+			break;
+		moves = wait_for_moves(moves, deadline);
+	}
+
+	/* what failover_slot_changes() will hand out; as of now, reported */
+	session_token++;
+	if (session_token == 0)
+		session_token = 1;
+	sent_standby_xmin = standby_xmin;
+	delta_ready = true;
+	delta_full = full;
+
+	values[0] = Int64GetDatum((int64) session_token);
+	values[1] = BoolGetDatum(full);
+	values[2] = BoolGetDatum(RecoveryInProgress());
+	values[3] = BoolGetDatum(wal_level >= WAL_LEVEL_LOGICAL);
+	nulls[4] = !standby_found;
+	values[4] = BoolGetDatum(standby_physical);
+	nulls[5] = !TransactionIdIsValid(standby_xmin);
+	values[5] = TransactionIdGetDatum(standby_xmin);
+	values[6] = Int64GetDatum((int64) GetSystemIdentifier());
+	values[7] = Int32GetDatum((int32) GetWALInsertionTimeLine());
+	if (RecoveryInProgress())
+		nulls[7] = true;
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* One row of failover_slot_changes(): a slot as it is now, or gone. */
+static void
+put_change(ReturnSetInfo *rsinfo, WatchedSlot *w, bool gone)
+{
+	Datum		values[12];
+	bool		nulls[12] = {0};
+	char	   *dbname = gone ? NULL : get_database_name(w->now.database);
+
+	values[0] = NameGetDatum(&w->name);
+	values[1] = BoolGetDatum(gone);
+	if (gone || dbname == NULL)
+	{
+		/* a slot whose database is being dropped is going away too */
+		for (int i = 2; i < 12; i++)
+			nulls[i] = true;
+		values[1] = BoolGetDatum(true);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		return;
+	}
+	if (w->now.incarnation == 0 && !RecoveryInProgress())
+		w->now.incarnation = slot_marker_ensure_incarnation(NameStr(w->name));
+	values[2] = NameGetDatum(&w->now.plugin);
+	values[3] = ObjectIdGetDatum(w->now.database);
+	values[4] = CStringGetTextDatum(dbname);
+	values[5] = BoolGetDatum(w->now.two_phase);
+	nulls[6] = XLogRecPtrIsInvalid(w->now.two_phase_at);
+	values[6] = LSNGetDatum(w->now.two_phase_at);
+	nulls[7] = XLogRecPtrIsInvalid(w->now.restart_lsn);
+	values[7] = LSNGetDatum(w->now.restart_lsn);
+	nulls[8] = XLogRecPtrIsInvalid(w->now.confirmed_flush);
+	values[8] = LSNGetDatum(w->now.confirmed_flush);
+	nulls[9] = !TransactionIdIsValid(w->now.catalog_xmin);
+	values[9] = TransactionIdGetDatum(w->now.catalog_xmin);
+	values[10] = BoolGetDatum(w->now.invalidated);
+	nulls[11] = w->now.incarnation == 0;
+	values[11] = Int64GetDatum((int64) w->now.incarnation);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/*
+ * pg_slotsync.failover_slot_changes(): what the last
+ * wait_for_failover_slot_changes() call of this session found different
+ * from what was reported before it (everything, for a full list), and the
+ * names of the slots gone since.  Only once per wait call.
+ */
+Datum
+pg_slotsync_failover_slot_changes(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	HASH_SEQ_STATUS seq;
+	WatchedSlot *w;
+
+	check_caller_may_sync();
+	InitMaterializedSRF(fcinfo, 0);
+	if (!delta_ready)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_slotsync.failover_slot_changes() must follow pg_slotsync.wait_for_failover_slot_changes() in the same session")));
+	delta_ready = false;
+
+	hash_seq_init(&seq, watched);
+	while ((w = hash_seq_search(&seq)) != NULL)
+	{
+		if (w->present && (w->changed || delta_full))
+		{
+			put_change(rsinfo, w, false);
+			w->sent = w->now;
+			w->reported = true;
+		}
+		else if (!w->present && w->reported && !delta_full)
+			put_change(rsinfo, w, true);
+		if (!w->present)
+			hash_search(watched, &w->name, HASH_REMOVE, NULL);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * Version 1.0's change token: what a standby would see from
+ * failover_slots() and from its own physical slot, folded into 64 bits.
+ */
+static uint64
+change_token_1_0(SlotCopy *slots, const char *standby_slot,
+				 TransactionId *standby_xmin, bool *standby_found,
+				 bool *standby_physical)
+{
+	HASH_SEQ_STATUS seq;
+	WatchedSlot *w;
+	uint64		h = UINT64CONST(0x9E3779B97F4A7C15);
+
+	(void) look_at_slots(slots, standby_slot, true, standby_xmin,
+						 standby_found, standby_physical);
+	h = hash_combine64(h, *standby_xmin);
+	hash_seq_init(&seq, watched);
+	while ((w = hash_seq_search(&seq)) != NULL)
+	{
+		if (!w->present)
+			continue;
+		/* order-independent: the hash table's order is not stable */
+		h ^= hash_bytes_extended((const unsigned char *) &w->now,
+								 sizeof(WatchState),
+								 hash_bytes_extended((const unsigned char *) NameStr(w->name),
+													 strlen(NameStr(w->name)), 0));
 	}
 	return h;
 }
 
-/* The result row: the token and the standby's own physical slot. */
-static Datum
-watch_result(FunctionCallInfo fcinfo, uint64 token, bool in_recovery,
-			 const SlotCopy *slots, int nslots, const char *standby_slot)
-{
-	TupleDesc	tupdesc;
-	Datum		values[6];
-	bool		nulls[6] = {0};
-
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-
-	values[0] = Int64GetDatum((int64) token);
-	values[1] = BoolGetDatum(in_recovery);
-	values[2] = BoolGetDatum(wal_level >= WAL_LEVEL_LOGICAL);
-	nulls[3] = nulls[4] = nulls[5] = true;
-	for (int i = 0; standby_slot != NULL && i < nslots; i++)
-	{
-		if (strcmp(NameStr(slots[i].name), standby_slot) != 0)
-			continue;
-		values[3] = BoolGetDatum(!slots[i].is_logical);
-		nulls[3] = false;
-		nulls[4] = XLogRecPtrIsInvalid(slots[i].restart_lsn);
-		values[4] = LSNGetDatum(slots[i].restart_lsn);
-		nulls[5] = !TransactionIdIsValid(slots[i].catalog_xmin);
-		values[5] = TransactionIdGetDatum(slots[i].catalog_xmin);
-	}
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
-}
-
 /*
  * pg_slotsync.wait_for_failover_slot_change(standby_slot_name, last_token,
- *		timeout_ms): wait until the failover slots (or the named physical slot)
- *		differ from what last_token described, or the timeout passes; then
- *		report the new token and the state the standby checks before syncing.
+ *		timeout_ms) (version 1.0): wait until the failover slots (or the named
+ *		physical slot's catalog_xmin) differ from what last_token described,
+ *		or the timeout passes; then report the new token and the state the
+ *		standby checks before syncing.
  */
 Datum
 pg_slotsync_wait_for_failover_slot_change(PG_FUNCTION_ARGS)
@@ -182,55 +521,44 @@ pg_slotsync_wait_for_failover_slot_change(PG_FUNCTION_ARGS)
 	uint64		last_token = have_last ? (uint64) PG_GETARG_INT64(1) : 0;
 	int			timeout_ms = PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2);
 	SlotCopy   *slots;
-	int			nslots;
-	uint64		token;
+	TupleDesc	tupdesc;
 	TimestampTz deadline;
-	bool		in_recovery;
+	TransactionId standby_xmin;
+	bool		standby_found;
+	bool		standby_physical;
+	uint64		token;
+	uint64		moves;
+	Datum		values[6];
+	bool		nulls[6] = {0};
 
 	check_caller_may_sync();
-	if (timeout_ms < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("timeout_ms must not be negative")));
-
+	check_timeout(timeout_ms);
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	watched_init();
 	slots = palloc(sizeof(SlotCopy) * Max(max_replication_slots, 1));
-
-	/*
-	 * Waiting for up to timeout_ms inside a SELECT would hold this
-	 * backend's snapshot xmin all that time, over and over, holding back
-	 * vacuum on the whole primary like a long-running query.  Nothing below
-	 * reads a table (only shared memory and the marker files), and the
-	 * result is built from shared memory too, so give the xmin up; the end
-	 * of the transaction recomputes it anyway.
-	 */
-	InvalidateCatalogSnapshot();
-	MyProc->xmin = InvalidTransactionId;
+	release_xmin_if_allowed(fcinfo);
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	moves = failover_slot_moves_read();
 	for (;;)
 	{
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			/* patterns may have changed; they decide what is a failover slot */
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-
-		in_recovery = RecoveryInProgress();
-		nslots = slot_copy_all(slots);
-		token = compute_change_token(slots, nslots, standby_slot, in_recovery);
+		token = change_token_1_0(slots, standby_slot, &standby_xmin,
+								 &standby_found, &standby_physical);
 		if (!have_last || token != last_token ||
 			GetCurrentTimestamp() >= deadline)
 			break;
-
-		(void) WaitLatch(MyLatch,
-						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 SLOT_WATCH_INTERVAL_MS,
-						 PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		moves = wait_for_moves(moves, deadline);
 	}
 
-	return watch_result(fcinfo, token, in_recovery, slots, nslots,
-						standby_slot);
+	values[0] = Int64GetDatum((int64) token);
+	values[1] = BoolGetDatum(RecoveryInProgress());
+	values[2] = BoolGetDatum(wal_level >= WAL_LEVEL_LOGICAL);
+	nulls[3] = !standby_found;
+	values[3] = BoolGetDatum(standby_physical);
+	/* 1.0 reported the standby slot's restart_lsn, which it never used */
+	nulls[4] = true;
+	nulls[5] = !TransactionIdIsValid(standby_xmin);
+	values[5] = TransactionIdGetDatum(standby_xmin);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -116,6 +116,7 @@ static TransactionId logical_seen_xmin = InvalidTransactionId;
 static uint64 listed_cache_generation = PG_UINT64_MAX;
 static bool listed_cache = false;
 static XLogRecPtr physical_last_restart_lsn = InvalidXLogRecPtr;
+static TransactionId physical_last_catalog_xmin = InvalidTransactionId;
 
 /*
  * Remember where our logical slot is now.  Returns true if that differs
@@ -223,16 +224,28 @@ guard_putmessage_noblock(char msgtype, const char *s, size_t len)
 }
 
 /*
- * Physical walsender: if our slot is listed and has moved, wake the waiters.
+ * Physical walsender: if our slot is listed and has moved, wake the waiters;
+ * if hot standby feedback moved its catalog_xmin, wake the standbys' watch
+ * (the standby learns from it that its copies' catalog rows are kept).
  */
 static void
 physical_walsender_progress(void)
 {
 	ReplicationSlot *slot = MyReplicationSlot;
 	XLogRecPtr	restart_lsn;
+	TransactionId catalog_xmin;
 
 	if (slot == NULL || !SlotIsPhysical(slot))
 		return;
+
+	SpinLockAcquire(&slot->mutex);
+	catalog_xmin = slot->data.catalog_xmin;
+	SpinLockRelease(&slot->mutex);
+	if (catalog_xmin != physical_last_catalog_xmin)
+	{
+		physical_last_catalog_xmin = catalog_xmin;
+		failover_slot_moved();
+	}
 
 	if (listed_cache_generation != standby_slots_generation)
 	{
@@ -329,6 +342,10 @@ gate_putmessage(char msgtype, const char *s, size_t len)
 	}
 	else if (msgtype == 'W')
 		stream_state = STREAM_NONE;
+	else if (msgtype == 'C' &&
+			 (strncmp(s, "CREATE_REPLICATION_SLOT", Min(len, 23)) == 0 ||
+			  strncmp(s, "DROP_REPLICATION_SLOT", Min(len, 21)) == 0))
+		failover_slot_moved();	/* a slot came or went: tell watchers */
 	else if (msgtype == 'd' && stream_state == STREAM_LOGICAL)
 		PqCommMethods = in_page_read ? &reading_methods : &streaming_methods;
 	else if (msgtype == 'd' && stream_state == STREAM_PHYSICAL)

@@ -92,6 +92,14 @@ slot_sync_validate_local(SyncComplaint *c)
 bool
 slot_sync_validate_primary(const PrimaryInfo *info, SyncComplaint *c)
 {
+	if (info->system_identifier != GetSystemIdentifier())
+	{
+		sync_complain(c, ERRCODE_INVALID_PARAMETER_VALUE,
+					  "Point the connection string at this standby's own primary server.",
+					  "the server the slot sync worker connects to is not this standby's primary: its system identifier is " UINT64_FORMAT ", this standby's is " UINT64_FORMAT,
+					  info->system_identifier, GetSystemIdentifier());
+		return false;
+	}
 	if (info->in_recovery)
 	{
 		sync_complain(c, ERRCODE_FEATURE_NOT_SUPPORTED,

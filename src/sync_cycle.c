@@ -53,14 +53,17 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 /* What a syncing process remembers about each slot between cycles. */
 typedef struct SlotMemory
 {
 	NameData	name;			/* hash key */
+	RemoteSlot	remote;			/* the primary's slot, as last reported */
+	bool		settled;		/* the copy equalled it at the last look */
 	bool		had_copy;		/* we made or kept a local copy */
-	bool		listed;			/* listed by the primary this cycle */
+	bool		listed;			/* listed by the primary */
 	XLogRecPtr	fileless_lsn;	/* primary has no snapshot file here */
 	SyncReason	last_reason;	/* last kind of reason logged */
 	TimestampTz synced_at;		/* last time the copy equalled the slot */
@@ -80,19 +83,9 @@ typedef struct SlotWork
 	const RemoteSnapshot *snapshot; /* what the primary sent, if asked */
 } SlotWork;
 
-/* The databases named by the listed slots, looked up once per cycle. */
-typedef struct DatabaseCache
-{
-	int			n;
-	int			space;
-	NameData   *names;
-	Oid		   *oids;
-} DatabaseCache;
-
 /* What every slot's decision shares within one cycle. */
 typedef struct CycleContext
 {
-	DatabaseCache databases;
 	SyncSession *session;
 	const PrimaryInfo *info;
 	XLogRecPtr	standby_flush;
@@ -105,6 +98,20 @@ typedef struct CycleContext
 	SyncCycleResult *result;
 } CycleContext;
 
+static void
+slot_memory_init(SyncSession *session)
+{
+	HASHCTL		ctl;
+
+	if (session->memory != NULL)
+		return;
+	ctl.keysize = sizeof(NameData);
+	ctl.entrysize = sizeof(SlotMemory);
+	ctl.hcxt = session->session_cxt;
+	session->memory = hash_create("pg_slotsync slot memory", 64, &ctl,
+								  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+}
+
 static SlotMemory *
 slot_memory(SyncSession *session, const char *name)
 {
@@ -112,16 +119,7 @@ slot_memory(SyncSession *session, const char *name)
 	bool		found;
 	NameData	key;
 
-	if (session->memory == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(NameData);
-		ctl.entrysize = sizeof(SlotMemory);
-		ctl.hcxt = session->session_cxt;
-		session->memory = hash_create("pg_slotsync slot memory", 64, &ctl,
-									  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	}
+	slot_memory_init(session);
 	namestrcpy(&key, name);
 	mem = hash_search(session->memory, &key, HASH_ENTER, &found);
 	if (!found)
@@ -259,24 +257,18 @@ sync_session_connect(SyncSession *session, const char *appname,
  * ---------------------------------------------------------------------
  */
 
-/* The OID of a database here, by name; InvalidOid if there is none. */
+/*
+ * The slot's database here: the primary's OID (a physical standby has the
+ * same), if the standby has that database; InvalidOid if not.
+ */
 static Oid
-database_oid(DatabaseCache *cache, const char *name)
+local_database(const RemoteSlot *remote)
 {
-	for (int i = 0; i < cache->n; i++)
-		if (strcmp(NameStr(cache->names[i]), name) == 0)
-			return cache->oids[i];
-	if (cache->n == cache->space)
-	{
-		cache->space = Max(8, cache->space * 2);
-		cache->names = cache->n ? repalloc(cache->names, sizeof(NameData) * cache->space) :
-			palloc(sizeof(NameData) * cache->space);
-		cache->oids = cache->n ? repalloc(cache->oids, sizeof(Oid) * cache->space) :
-			palloc(sizeof(Oid) * cache->space);
-	}
-	namestrcpy(&cache->names[cache->n], name);
-	cache->oids[cache->n] = get_database_oid(name, true);
-	return cache->oids[cache->n++];
+	if (OidIsValid(remote->database_oid) &&
+		SearchSysCacheExists1(DATABASEOID,
+							  ObjectIdGetDatum(remote->database_oid)))
+		return remote->database_oid;
+	return InvalidOid;
 }
 
 /*
@@ -565,6 +557,8 @@ record_slot(CycleContext *cy, SlotWork *w)
 
 	if (w->synced_now)
 		w->mem->synced_at = GetCurrentTimestamp();
+	w->mem->settled = w->synced_now;
+	cy->result->nexamined++;
 	log_reason_change(w->mem, name, w->plan.reason_code, w->plan.reason);
 	if (!slot_sync_status_set(w->remote, w->plan.state, w->plan.reason_code,
 							  w->plan.reason, w->synced_now))
@@ -576,19 +570,44 @@ record_slot(CycleContext *cy, SlotWork *w)
  * ---------------------------------------------------------------------
  */
 
+/* How often the worker asks the primary for the whole list anyway. */
+#define FULL_LIST_INTERVAL_MS	300000
+
+/* Drop our copy of a slot the primary no longer lists, and forget it. */
+static void
+forget_slot(SyncSession *session, SlotMemory *m)
+{
+	if (m->had_copy)
+	{
+		LocalSlot	copy;
+
+		sync_read_local(NameStr(m->name), &copy, &m->marker);
+		if (copy.exists && copy.synced)
+		{
+			sync_lock_database(copy.database, NULL);
+			sync_drop_copy(NameStr(m->name), true);
+			sync_unlock_database(copy.database);
+		}
+	}
+	slot_sync_status_remove(NameStr(m->name));
+	hash_search(session->memory, &m->name, HASH_REMOVE, NULL);
+}
+
 /*
- * Drop copies of slots the primary does not list any more (dropped there,
- * or no longer a failover slot).  On the first cycle every local slot is
- * looked at; later only those we have seen, since only sync creates
- * copies.
+ * Take in what the primary reported: the whole list, or the changes since
+ * its last answer (new and changed slots, slots gone).  Copies of slots it
+ * no longer lists (dropped there, or no longer failover slots) are dropped.
+ * On the first cycle every local slot is looked at for copies; later only
+ * those we know, since only sync creates copies.
  */
 static void
-drop_unlisted_copies(SyncSession *session, const RemoteSlot *remote,
-					 int nremote, bool first_cycle)
+take_changes(SyncSession *session, const RemoteSlot *rows, int nrows,
+			 bool full, bool first_cycle)
 {
 	HASH_SEQ_STATUS seq;
 	SlotMemory *m;
 
+	slot_memory_init(session);
 	if (first_cycle)
 	{
 		int			nlocal;
@@ -607,37 +626,56 @@ drop_unlisted_copies(SyncSession *session, const RemoteSlot *remote,
 		pfree(local);
 	}
 
-	if (session->memory != NULL)
+	if (full)
 	{
 		hash_seq_init(&seq, session->memory);
 		while ((m = hash_seq_search(&seq)) != NULL)
 			m->listed = false;
 	}
-	for (int i = 0; i < nremote; i++)
-		slot_memory(session, NameStr(remote[i].name))->listed = true;
-	if (session->memory == NULL)
+	for (int i = 0; i < nrows; i++)
+	{
+		m = slot_memory(session, NameStr(rows[i].name));
+		if (rows[i].removed)
+		{
+			forget_slot(session, m);
+			continue;
+		}
+		m->remote = rows[i];
+		m->listed = true;
+		m->settled = false;
+	}
+	if (!full)
 		return;
 
+	/* removing the current element is allowed during a scan */
 	hash_seq_init(&seq, session->memory);
 	while ((m = hash_seq_search(&seq)) != NULL)
-	{
-		LocalSlot	copy;
+		if (!m->listed)
+			forget_slot(session, m);
+}
 
+/*
+ * Where the anchor may move: see sync_anchor_target(), over every slot the
+ * primary lists.
+ */
+static XLogRecPtr
+anchor_target(SyncSession *session, XLogRecPtr replay_before)
+{
+	HASH_SEQ_STATUS seq;
+	SlotMemory *m;
+	RemoteSlot *listed;
+	int			n = 0;
+	XLogRecPtr	target;
+
+	listed = palloc(sizeof(RemoteSlot) *
+					Max(1, hash_get_num_entries(session->memory)));
+	hash_seq_init(&seq, session->memory);
+	while ((m = hash_seq_search(&seq)) != NULL)
 		if (m->listed)
-			continue;
-		if (m->had_copy)
-		{
-			sync_read_local(NameStr(m->name), &copy, &m->marker);
-			if (copy.exists && copy.synced)
-			{
-				sync_lock_database(copy.database, NULL);
-				sync_drop_copy(NameStr(m->name), true);
-				sync_unlock_database(copy.database);
-			}
-		}
-		/* removing the current element is allowed during a scan */
-		hash_search(session->memory, &m->name, HASH_REMOVE, NULL);
-	}
+			listed[n++] = m->remote;
+	target = sync_anchor_target(sync_protected_from(), replay_before, listed, n);
+	pfree(listed);
+	return target;
 }
 
 /*
@@ -720,34 +758,97 @@ fetch_snapshots_and_finish(CycleContext *cy, SlotWork *work, int nwork,
 }
 
 /*
- * Decide and act on every listed slot; see the header comment.
+ * Decide and act on the listed slots that need it: all of them ("all"), or
+ * those not settled (new, changed, or not equal to the primary's slot at
+ * the last look); see the header comment.
  */
 static RemoteFailure
-sync_listed_slots(CycleContext *cy, const RemoteSlot *slots, int nslots,
-				  StringInfo err)
+sync_slots(CycleContext *cy, bool all, StringInfo err)
 {
-	SlotWork   *work = palloc0(sizeof(SlotWork) * Max(nslots, 1));
+	HASH_SEQ_STATUS seq;
+	SlotMemory *m;
+	SlotWork   *work;
+	int			nwork = 0;
 	RemoteFailure failure;
 
-	for (int i = 0; i < nslots; i++)
+	work = palloc0(sizeof(SlotWork) *
+				   Max(1, hash_get_num_entries(cy->session->memory)));
+	hash_seq_init(&seq, cy->session->memory);
+	while ((m = hash_seq_search(&seq)) != NULL)
 	{
-		SlotWork   *w = &work[i];
+		SlotWork   *w;
 
-		w->remote = &slots[i];
-		w->mem = slot_memory(cy->session, NameStr(slots[i].name));
-		w->dboid = database_oid(&cy->databases, NameStr(slots[i].database));
+		if (!m->listed || (m->settled && !all))
+			continue;
+		w = &work[nwork++];
+		w->remote = &m->remote;
+		w->mem = m;
+		w->dboid = local_database(&m->remote);
 
 		decide_slot(cy, w);
-		if (w->plan.action != SYNC_ACTION_NONE && !w->plan.fetch_snapshot)
+		if (w->plan.action != SYNC_ACTION_NONE && !w->plan.fetch_snapshot &&
+			!w->plan.fetch_history)
 			run_plan(cy, w);
 	}
 
-	fetch_history_and_continue(cy, work, nslots);
-	failure = fetch_snapshots_and_finish(cy, work, nslots, err);
+	fetch_history_and_continue(cy, work, nwork);
+	failure = fetch_snapshots_and_finish(cy, work, nwork, err);
 
-	for (int i = 0; i < nslots; i++)
+	for (int i = 0; i < nwork; i++)
 		record_slot(cy, &work[i]);
 	return failure;
+}
+
+/*
+ * Did something change on the standby that may change the decision for
+ * slots the primary reported no change for?  The primary's physical slot
+ * for us (our feedback: readiness, protection), a full list, or a local
+ * logical slot gone (a copy dropped by hand, by DROP DATABASE replay).
+ */
+static bool
+look_at_every_slot(SyncSession *session, const PrimaryInfo *info,
+				   bool first_cycle)
+{
+	bool		all = first_cycle || info->full_list ||
+		info->standby_slot_catalog_xmin != session->last_primary_xmin ||
+		slot_count_logical() < session->logical_slots_seen;
+
+	session->last_primary_xmin = info->standby_slot_catalog_xmin;
+	return all;
+}
+
+/* One round trip, checked; false with a complaint if it failed. */
+static SyncCycleStatus
+fetch_changes(SyncSession *session, int wait_ms, PrimaryInfo *info,
+			  RemoteSlot **rows, int *nrows, SyncComplaint *complaint)
+{
+	StringInfoData err;
+	RemoteFailure failure;
+	bool		want_full = !session->have_token ||
+		TimestampDifferenceExceeds(session->last_full, GetCurrentTimestamp(),
+								   FULL_LIST_INTERVAL_MS);
+
+	initStringInfo(&err);
+	failure = primary_fetch(session->conn, PrimarySlotName,
+							session->have_token && !want_full, session->token,
+							wait_ms, info, rows, nrows, session->interrupted,
+							&err);
+	if (failure == REMOTE_INTERRUPTED)
+		return SYNC_CYCLE_INTERRUPTED;
+	if (failure != REMOTE_OK)
+	{
+		slot_sync_complain_remote(complaint, failure,
+								  "fetch failover slots from the primary server",
+								  err.data);
+		return SYNC_CYCLE_FAILED;
+	}
+	if (!slot_sync_validate_primary(info, complaint))
+		return SYNC_CYCLE_FAILED;
+	session->token = info->token;
+	session->have_token = true;
+	if (info->full_list)
+		session->last_full = GetCurrentTimestamp();
+	return SYNC_CYCLE_OK;
 }
 
 SyncCycleStatus
@@ -756,13 +857,15 @@ slot_sync_cycle(SyncSession *session, int wait_ms, SyncCycleResult *result,
 {
 	XLogRecPtr	replay_before;
 	PrimaryInfo info;
-	RemoteSlot *slots;
-	int			nslots;
+	RemoteSlot *rows;
+	int			nrows;
 	StringInfoData err;
 	MemoryContext oldcxt;
 	bool		first_cycle = (session->memory == NULL);
 	bool		own_xact;
+	bool		all;
 	RemoteFailure failure;
+	SyncCycleStatus status;
 	CycleContext cy;
 
 	memset(result, 0, sizeof(*result));
@@ -771,34 +874,18 @@ slot_sync_cycle(SyncSession *session, int wait_ms, SyncCycleResult *result,
 
 	/* read before asking: slots created after this are above it */
 	replay_before = GetXLogReplayRecPtr(NULL);
-
-	initStringInfo(&err);
-	failure = primary_fetch(session->conn, PrimarySlotName,
-							session->have_token, session->token, wait_ms,
-							&info, &slots, &nslots, session->interrupted,
-							&err);
-	if (failure != REMOTE_OK)
+	status = fetch_changes(session, wait_ms, &info, &rows, &nrows, complaint);
+	if (status != SYNC_CYCLE_OK)
 	{
 		MemoryContextSwitchTo(oldcxt);
-		if (failure == REMOTE_INTERRUPTED)
-			return SYNC_CYCLE_INTERRUPTED;
-		slot_sync_complain_remote(complaint, failure,
-								  "fetch failover slots from the primary server",
-								  err.data);
-		return SYNC_CYCLE_FAILED;
+		return status;
 	}
-	if (!slot_sync_validate_primary(&info, complaint))
-	{
-		MemoryContextSwitchTo(oldcxt);
-		return SYNC_CYCLE_FAILED;
-	}
-	session->token = info.token;
-	session->have_token = true;
 
 	memset(&cy, 0, sizeof(cy));
 	cy.session = session;
 	cy.info = &info;
 	cy.result = result;
+	result->primary_sysid = info.system_identifier;
 	cy.standby_replay = GetXLogReplayRecPtr(NULL);
 	cy.standby_flush = Max(GetWalRcvFlushRecPtr(NULL, NULL), cy.standby_replay);
 
@@ -806,21 +893,25 @@ slot_sync_cycle(SyncSession *session, int wait_ms, SyncCycleResult *result,
 	own_xact = !IsTransactionState();
 	if (own_xact)
 		StartTransactionCommand();
-	slot_sync_status_begin_cycle();
+	if (info.full_list)
+		slot_sync_status_begin_cycle();
 
-	drop_unlisted_copies(session, slots, nslots, first_cycle);
-	sync_anchor_ensure(sync_anchor_target(sync_protected_from(),
-										  replay_before, slots, nslots));
+	take_changes(session, rows, nrows, info.full_list, first_cycle);
+	all = look_at_every_slot(session, &info, first_cycle);
+	sync_anchor_ensure(anchor_target(session, replay_before));
 	cy.protected_from = sync_protected_from();
 	cy.free_slots = max_replication_slots - slot_count_in_use();
 
-	resetStringInfo(&err);
-	failure = sync_listed_slots(&cy, slots, nslots, &err);
+	initStringInfo(&err);
+	failure = sync_slots(&cy, all, &err);
 
-	slot_sync_status_end_cycle();
+	if (info.full_list)
+		slot_sync_status_end_cycle();
+	slot_sync_status_touch_settled();
 	if (own_xact)
 		CommitTransactionCommand();
 	MemoryContextSwitchTo(oldcxt);
+	session->logical_slots_seen = slot_count_logical();
 
 	if (failure == REMOTE_INTERRUPTED)
 		return SYNC_CYCLE_INTERRUPTED;

@@ -205,7 +205,7 @@ sync_until_done(SyncSession *session, TimestampTz deadline,
 			raise_complaint(&complaint);
 		if (status == SYNC_CYCLE_INTERRUPTED)
 			continue;
-		worker_status_synced(0);
+		worker_status_synced(result.primary_sysid, result.nexamined);
 
 		/* the slots to wait for: those the primary has now */
 		if (names == NULL)

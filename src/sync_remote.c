@@ -427,9 +427,12 @@ primary_check_extension(PrimaryConn *pc, bool (*interrupted) (void),
 }
 
 /*
- * One round trip: wait (up to wait_ms) for the failover slots to change
- * from what "token" described, then fetch them.  Slots are palloc'd in the
- * current memory context.
+ * One round trip: wait (up to wait_ms) for the failover slots to differ from
+ * what this session's last answer said (the answer with "token"), then
+ * fetch what changed: new and changed slots, and slots gone (removed).
+ * Without a token, or when the primary no longer knows it, the whole list
+ * comes (info->full_list).  Slots are palloc'd in the current memory
+ * context.
  */
 RemoteFailure
 primary_fetch(PrimaryConn *pc, const char *standby_slot, bool have_token,
@@ -451,9 +454,10 @@ primary_fetch(PrimaryConn *pc, const char *standby_slot, bool have_token,
 	}
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
-					 "SELECT change_token, in_recovery, wal_level_logical, "
-					 "standby_slot_is_physical, standby_slot_catalog_xmin "
-					 "FROM pg_slotsync.wait_for_failover_slot_change(%s, ",
+					 "SELECT change_token, full_list, in_recovery, "
+					 "wal_level_logical, standby_slot_is_physical, "
+					 "standby_slot_catalog_xmin, system_identifier, timeline "
+					 "FROM pg_slotsync.wait_for_failover_slot_changes(%s, ",
 					 slot_lit);
 	if (have_token)
 		appendStringInfo(&sql, "'" INT64_FORMAT "'::pg_catalog.int8, ",
@@ -462,10 +466,11 @@ primary_fetch(PrimaryConn *pc, const char *standby_slot, bool have_token,
 		appendStringInfoString(&sql, "NULL, ");
 	appendStringInfo(&sql, "%d);", wait_ms);
 	appendStringInfoString(&sql,
-						   "SELECT slot_name, plugin, database, two_phase, "
-						   "two_phase_at, restart_lsn, confirmed_flush_lsn, "
-						   "catalog_xmin, invalidated, incarnation "
-						   "FROM pg_slotsync.failover_slots()");
+						   "SELECT slot_name, removed, plugin, database_oid, "
+						   "database, two_phase, two_phase_at, restart_lsn, "
+						   "confirmed_flush_lsn, catalog_xmin, invalidated, "
+						   "incarnation "
+						   "FROM pg_slotsync.failover_slot_changes()");
 	PQfreemem(slot_lit);
 
 	failure = run_query(pc, sql.data, results, 2, interrupted, errbuf);
@@ -483,11 +488,13 @@ primary_fetch(PrimaryConn *pc, const char *standby_slot, bool have_token,
 
 	res = results[0];
 	info->token = get_uint64(res, 0, 0);
-	info->in_recovery = get_bool(res, 0, 1);
-	info->wal_level_logical = get_bool(res, 0, 2);
-	info->standby_slot_exists = !PQgetisnull(res, 0, 3);
-	info->standby_slot_is_physical = get_bool(res, 0, 3);
-	info->standby_slot_catalog_xmin = get_xid(res, 0, 4);
+	info->full_list = get_bool(res, 0, 1);
+	info->in_recovery = get_bool(res, 0, 2);
+	info->wal_level_logical = get_bool(res, 0, 3);
+	info->standby_slot_exists = !PQgetisnull(res, 0, 4);
+	info->standby_slot_is_physical = get_bool(res, 0, 4);
+	info->standby_slot_catalog_xmin = get_xid(res, 0, 5);
+	info->system_identifier = get_uint64(res, 0, 6);
 
 	res = results[1];
 	*nslots = PQntuples(res);
@@ -497,15 +504,19 @@ primary_fetch(PrimaryConn *pc, const char *standby_slot, bool have_token,
 		RemoteSlot *s = &(*slots)[i];
 
 		namestrcpy(&s->name, PQgetvalue(res, i, 0));
-		namestrcpy(&s->plugin, PQgetvalue(res, i, 1));
-		namestrcpy(&s->database, PQgetvalue(res, i, 2));
-		s->two_phase = get_bool(res, i, 3);
-		s->two_phase_at = get_lsn(res, i, 4);
-		s->restart_lsn = get_lsn(res, i, 5);
-		s->confirmed_flush = get_lsn(res, i, 6);
-		s->catalog_xmin = get_xid(res, i, 7);
-		s->invalidated = get_bool(res, i, 8);
-		s->incarnation = get_uint64(res, i, 9);
+		s->removed = get_bool(res, i, 1);
+		if (s->removed)
+			continue;
+		namestrcpy(&s->plugin, PQgetvalue(res, i, 2));
+		s->database_oid = (Oid) get_uint64(res, i, 3);
+		namestrcpy(&s->database, PQgetvalue(res, i, 4));
+		s->two_phase = get_bool(res, i, 5);
+		s->two_phase_at = get_lsn(res, i, 6);
+		s->restart_lsn = get_lsn(res, i, 7);
+		s->confirmed_flush = get_lsn(res, i, 8);
+		s->catalog_xmin = get_xid(res, i, 9);
+		s->invalidated = get_bool(res, i, 10);
+		s->incarnation = get_uint64(res, i, 11);
 	}
 	PQclear(results[0]);
 	PQclear(results[1]);

@@ -221,11 +221,50 @@ slot_sync_status_set(const RemoteSlot *remote, SyncState state,
 		entry->remote_catalog_xmin = remote->catalog_xmin;
 		if (synced_now)
 			entry->last_sync = GetCurrentTimestamp();
+		entry->settled = synced_now;
 		strlcpy(entry->reason, reason ? reason : "", sizeof(entry->reason));
 		next_hint = (entry - SyncStatus->entries) + 1;
 	}
 	LWLockRelease(SyncStatus->lock);
 	return entry != NULL;
+}
+
+/*
+ * A slot gone from the primary's list (a change, not a whole list).
+ */
+void
+slot_sync_status_remove(const char *name)
+{
+	LWLockAcquire(SyncStatus->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < SyncStatus->nentries; i++)
+	{
+		if (strcmp(NameStr(SyncStatus->entries[i].name), name) != 0)
+			continue;
+		SyncStatus->entries[i] = SyncStatus->entries[--SyncStatus->nentries];
+		break;
+	}
+	LWLockRelease(SyncStatus->lock);
+}
+
+/*
+ * A cycle confirmed that nothing changed for the slots it did not look at:
+ * those that were equal to the primary's slot still are.  At most once a
+ * second: it only keeps last_sync_time fresh.
+ */
+void
+slot_sync_status_touch_settled(void)
+{
+	static TimestampTz last_touch = 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (!TimestampDifferenceExceeds(last_touch, now, 1000))
+		return;
+	last_touch = now;
+	LWLockAcquire(SyncStatus->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < SyncStatus->nentries; i++)
+		if (SyncStatus->entries[i].settled)
+			SyncStatus->entries[i].last_sync = now;
+	LWLockRelease(SyncStatus->lock);
 }
 
 /*
@@ -245,6 +284,7 @@ slot_sync_status_mark(const char *name, SyncState state, SyncReason code,
 			continue;
 		e->state = state;
 		e->reason_code = code;
+		e->settled = false;
 		strlcpy(e->reason, reason, sizeof(e->reason));
 		break;
 	}

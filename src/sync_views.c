@@ -194,8 +194,8 @@ pg_slotsync_sync_worker_status(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
 	WorkerStatus w;
-	Datum		values[10];
-	bool		nulls[10] = {0};
+	Datum		values[11];
+	bool		nulls[11] = {0};
 	bool		recent = worker_status_recent_sync();
 	bool		may_see_error =
 		has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
@@ -220,6 +220,8 @@ pg_slotsync_sync_worker_status(PG_FUNCTION_ARGS)
 	values[8] = TimestampTzGetDatum(w.last_error_time);
 	nulls[9] = w.primary_sysid == 0;
 	values[9] = Int64GetDatum((int64) w.primary_sysid);
+	nulls[10] = w.cycles == 0;
+	values[10] = Int32GetDatum(w.last_examined);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

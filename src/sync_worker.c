@@ -403,7 +403,7 @@ pg_slotsync_worker_main(Datum arg)
 			continue;
 		}
 
-		worker_status_synced(0);
+		worker_status_synced(result.primary_sysid, result.nexamined);
 		if (!ws.announced)
 		{
 			ereport(LOG, (errmsg("slot sync worker started")));

@@ -120,13 +120,14 @@ worker_status_problem(WorkerPhase phase, const char *message)
 
 /* A cycle completed. */
 void
-worker_status_synced(uint64 primary_sysid)
+worker_status_synced(uint64 primary_sysid, int examined)
 {
 	SpinLockAcquire(&WorkerShared->mutex);
 	WorkerShared->status.phase = WORKER_PHASE_SYNCING;
 	WorkerShared->status.connected = true;
 	WorkerShared->status.cycles++;
 	WorkerShared->status.last_sync = GetCurrentTimestamp();
+	WorkerShared->status.last_examined = examined;
 	if (primary_sysid != 0)
 		WorkerShared->status.primary_sysid = primary_sysid;
 	SpinLockRelease(&WorkerShared->mutex);

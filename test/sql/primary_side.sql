@@ -36,6 +36,32 @@ FROM pg_slotsync.wait_for_failover_slot_change('standby_slot', :token0, 50);
 SELECT pg_slotsync.alter_replication_slot('ps_plain', true);
 SELECT change_token <> :token0 AS changed_by_new_failover_slot
 FROM pg_slotsync.wait_for_failover_slot_change('standby_slot', :token0, 5000);
+-- version 1.1's long-poll: the whole list first, then only changes
+SELECT pg_slotsync.failover_slot_changes();
+SELECT change_token AS t1, full_list, in_recovery, wal_level_logical,
+       standby_slot_is_physical, system_identifier IS NOT NULL AS has_sysid
+FROM pg_slotsync.wait_for_failover_slot_changes('standby_slot', NULL, 0) \gset
+SELECT :'full_list' AS first_is_full;
+SELECT slot_name, removed, plugin, database, incarnation IS NOT NULL AS has_incarnation
+FROM pg_slotsync.failover_slot_changes() ORDER BY 1;
+SELECT pg_slotsync.failover_slot_changes();
+-- nothing changed: the timeout passes, an empty delta
+SELECT change_token AS t2, full_list
+FROM pg_slotsync.wait_for_failover_slot_changes('standby_slot', :t1, 50) \gset
+SELECT :'full_list' AS second_is_full, :t2 <> :t1 AS new_token;
+SELECT count(*) AS changes FROM pg_slotsync.failover_slot_changes();
+-- one slot stops being a failover slot: only it, as removed
+SELECT pg_slotsync.alter_replication_slot('ps_plain', false);
+SELECT change_token AS t3, full_list
+FROM pg_slotsync.wait_for_failover_slot_changes('standby_slot', :t2, 5000) \gset
+SELECT :'full_list' AS third_is_full;
+SELECT slot_name, removed FROM pg_slotsync.failover_slot_changes();
+-- a token this session did not give: the whole list again
+SELECT full_list FROM pg_slotsync.wait_for_failover_slot_changes('standby_slot', 12345, 0);
+SELECT slot_name, removed FROM pg_slotsync.failover_slot_changes() ORDER BY 1;
+SELECT pg_slotsync.alter_replication_slot('ps_plain', true);
+SELECT * FROM pg_slotsync.wait_for_failover_slot_changes('standby_slot', NULL, -1);
+
 -- an unknown standby slot is reported as missing, not an error
 SELECT standby_slot_is_physical IS NULL AS missing
 FROM pg_slotsync.wait_for_failover_slot_change('no_such_slot', NULL, 0);
@@ -69,6 +95,7 @@ SELECT count(*) FROM pg_slotsync.failover_slots();
 SELECT count(*) FROM pg_slotsync.wait_for_failover_slot_change('standby_slot', NULL, 0);
 SELECT count(*) FROM pg_slotsync.failover_slot_snapshot('ps_fo');
 SELECT count(*) FROM pg_slotsync.failover_slot_snapshots(ARRAY['ps_fo']);
+SELECT count(*) FROM pg_slotsync.wait_for_failover_slot_changes('standby_slot', NULL, 0);
 SELECT pg_slotsync.sync_replication_slots();
 RESET ROLE;
 DROP ROLE slotsync_plain;
