@@ -1,0 +1,70 @@
+# Scale: with a few hundred failover slots, a cycle looks only at what
+# changed.  One slot moves: the standby's last cycle decided that slot
+# alone; a slot dropped on the primary is gone from the standby at once;
+# and the whole list still arrives when the standby asks for it (after a
+# reconnect).
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use SlotSyncTest;
+
+my $nslots = 300;
+my ($primary, $standby) = setup_primary_standby(
+	primary_conf => "max_replication_slots = 320\nmax_wal_senders = 10\n",
+	standby_conf => "max_replication_slots = 320\n");
+
+$primary->safe_psql('postgres',
+	"SELECT count(*) FROM generate_series(1, $nslots) i, LATERAL pg_slotsync.create_logical_replication_slot('s' || i, 'test_decoding', failover => true)"
+);
+ok( $standby->poll_query_until(
+		'postgres',
+		"SELECT count(*) = $nslots FROM pg_slotsync.sync_status WHERE state = 'ready'"),
+	"all $nslots copies are ready");
+
+my $examined_sql = 'SELECT last_cycle_slots FROM pg_slotsync.sync_worker';
+my $cycles_sql = 'SELECT cycles FROM pg_slotsync.sync_worker';
+
+# One slot moves: the next cycle decides it alone.
+$primary->safe_psql('postgres', 'CREATE TABLE t (id int)');
+$primary->safe_psql('postgres', 'INSERT INTO t VALUES (1)');
+my $cycles = $standby->safe_psql('postgres', $cycles_sql);
+$primary->safe_psql('postgres',
+	"SELECT count(*) FROM pg_logical_slot_get_changes('s7', NULL, NULL)");
+ok(wait_for_slot_match($primary, $standby, 's7'), 'the moved slot is synchronized');
+my @examined;
+ok( wait_until(
+		sub {
+			return 0 if $standby->safe_psql('postgres', $cycles_sql) <= $cycles;
+			push @examined, $standby->safe_psql('postgres', $examined_sql);
+			return $examined[-1] == 1;
+		},
+		30),
+	'a cycle decided only the slot that moved')
+  or diag 'slots the cycles decided: ' . join(',', @examined);
+
+# A slot dropped on the primary is gone from the standby at once.
+$primary->safe_psql('postgres', "SELECT pg_drop_replication_slot('s42')");
+ok(wait_for_slot_absent($standby, 's42'), 'a dropped slot disappears from the standby');
+is( $standby->safe_psql('postgres',
+		"SELECT count(*) FROM pg_slotsync.sync_status WHERE slot_name = 's42'"),
+	'0',
+	'and from sync_status');
+
+# After a reconnect the whole list comes again: every slot is decided.
+$primary->safe_psql('postgres',
+	"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE '%pg_slotsync worker'"
+);
+ok( wait_until(
+		sub { $standby->safe_psql('postgres', $examined_sql) == $nslots - 1 },
+		30),
+	'after a reconnect, the whole list is decided again');
+is( $standby->safe_psql('postgres',
+		"SELECT count(*) FROM pg_slotsync.sync_status WHERE state = 'ready'"),
+	$nslots - 1,
+	'every copy is still ready');
+
+$standby->stop;
+$primary->stop;
+done_testing();
