@@ -26,6 +26,7 @@ OBJS = \
 	src/sync_launcher.o \
 	src/sync_worker.o \
 	src/sync_manual.o \
+	src/sync_readiness.o \
 	src/standby_slots_guc.o \
 	src/standby_gate_quorum.o \
 	src/standby_gate.o \

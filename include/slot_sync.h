@@ -210,6 +210,9 @@ extern SyncCycleStatus slot_sync_cycle(SyncSession *session, int wait_ms,
 									   SyncCycleResult *result,
 									   SyncComplaint *complaint);
 
+/* sync_manual.c */
+extern TimestampTz slot_sync_deadline(Interval *timeout);
+
 /* sync_launcher.c, sync_worker.c */
 extern void slot_sync_register_launcher(void);
 extern char *slot_sync_application_name(bool worker);

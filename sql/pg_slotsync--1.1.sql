@@ -248,6 +248,17 @@ SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION pg_slotsync.failover_readiness()
 IS 'is this standby failover-safe: a summary row (slot_name NULL), then one row per failover slot';
 
+CREATE FUNCTION pg_slotsync.wait_for_failover_ready(
+    timeout interval,
+    slots text[] DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'pg_slotsync_wait_for_failover_ready'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.wait_for_failover_ready(interval, text[])
+IS 'wait until every (or every named) failover slot has a sync-ready copy caught up with the primary''s position at the call';
+
 GRANT SELECT ON pg_slotsync.sync_worker TO PUBLIC;
 
 -- Primary side: what a standby fetches to make a copy of an older slot

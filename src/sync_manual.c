@@ -61,9 +61,10 @@ manual_interrupted(void)
 
 /*
  * The deadline for a timeout interval, overflow-checked; 0 without one.
+ * Also used by wait_for_failover_ready() (sync_readiness.c).
  */
-static TimestampTz
-manual_deadline(Interval *timeout)
+TimestampTz
+slot_sync_deadline(Interval *timeout)
 {
 	int64		usecs;
 	int64		days;
@@ -230,7 +231,7 @@ pg_slotsync_sync_replication_slots(PG_FUNCTION_ARGS)
 	bool		done;
 
 	check_may_sync();
-	deadline = manual_deadline(PG_ARGISNULL(0) ? NULL : PG_GETARG_INTERVAL_P(0));
+	deadline = slot_sync_deadline(PG_ARGISNULL(0) ? NULL : PG_GETARG_INTERVAL_P(0));
 	if (!slot_sync_claim())
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),

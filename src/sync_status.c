@@ -334,7 +334,8 @@ slot_sync_status_lookup(const char *name, SyncState *state, SyncReason *code,
 		if (code != NULL)
 			*code = e->reason_code;
 		strlcpy(reason, e->reason, reasonlen);
-		*last_sync = e->last_sync;
+		if (last_sync != NULL)
+			*last_sync = e->last_sync;
 		found = true;
 		break;
 	}

@@ -9,6 +9,7 @@ SET ROLE slotsync_nobody;
 SELECT * FROM pg_slotsync.create_logical_replication_slot('nobody_slot', 'test_decoding', failover => true);
 SELECT pg_slotsync.alter_replication_slot('priv_slot', true);
 SELECT slot_name, failover FROM pg_slotsync.replication_slots;
+SELECT pg_slotsync.wait_for_failover_ready('0');
 RESET ROLE;
 SELECT count(*) AS nobody_slots FROM pg_replication_slots WHERE slot_name = 'nobody_slot';
 
@@ -16,6 +17,8 @@ SET ROLE slotsync_repl;
 SELECT slot_name FROM pg_slotsync.create_logical_replication_slot('repl_slot', 'test_decoding', failover => true);
 SELECT pg_slotsync.alter_replication_slot('priv_slot', true);
 SELECT slot_name, failover FROM pg_slotsync.replication_slots ORDER BY 1;
+-- allowed, but a primary is never ready for failover
+SELECT pg_slotsync.wait_for_failover_ready('0');
 RESET ROLE;
 
 -- every function pins its search_path
