@@ -27,6 +27,7 @@ OBJS = \
 	src/sync_worker.o \
 	src/sync_manual.o \
 	src/sync_readiness.o \
+	src/sync_stale.o \
 	src/standby_slots_guc.o \
 	src/standby_gate_quorum.o \
 	src/standby_gate.o \

@@ -22,7 +22,8 @@
 /* Our LWLocks, in the tranche named PG_SLOTSYNC_NAME */
 #define PG_SLOTSYNC_LWLOCK_STATUS	0	/* per-slot sync status (sync_status.c) */
 #define PG_SLOTSYNC_LWLOCK_MARKER	1	/* marker updates (slot_marker.c) */
-#define PG_SLOTSYNC_NUM_LWLOCKS		2
+#define PG_SLOTSYNC_LWLOCK_STALE	2	/* stale slots seen (sync_stale.c) */
+#define PG_SLOTSYNC_NUM_LWLOCKS		3
 
 /* Settings (declared once, in pg_slotsync.c's _PG_init). */
 extern char *pg_slotsync_failover_slot_patterns;

@@ -27,6 +27,15 @@ extern char *pg_slotsync_primary_conninfo;
 extern char *pg_slotsync_primary_dbname;
 extern int	pg_slotsync_stale_after;
 extern int	pg_slotsync_max_wal_fetch;
+extern int	pg_slotsync_stale_slot_policy;
+extern int	pg_slotsync_stale_slot_grace;
+
+/* values of pg_slotsync.stale_slots */
+typedef enum StaleSlotsPolicy
+{
+	STALE_SLOTS_REPLACE,
+	STALE_SLOTS_KEEP
+} StaleSlotsPolicy;
 
 /* Name of the worker's anchor slot; see sync_anchor.c */
 #define SLOT_SYNC_ANCHOR_NAME "pg_slotsync_anchor"
@@ -179,6 +188,8 @@ typedef struct SyncSession
 	TimestampTz last_full;		/* when the primary last sent everything */
 	TransactionId last_primary_xmin;	/* its physical slot's, then */
 	int			logical_slots_seen; /* local logical slots after a cycle */
+	struct HTAB *stale;			/* stale slots seen, see sync_stale.c */
+	bool		stale_pending;	/* ... some still there */
 } SyncSession;
 
 typedef struct SyncCycleResult
@@ -209,6 +220,13 @@ extern bool slot_sync_is_listed(SyncSession *session, const char *name);
 extern SyncCycleStatus slot_sync_cycle(SyncSession *session, int wait_ms,
 									   SyncCycleResult *result,
 									   SyncComplaint *complaint);
+
+/* sync_stale.c: the standby's leftover logical slots */
+extern Size sync_stale_shmem_size(void);
+extern void sync_stale_shmem_init(void *ptr, bool found);
+extern void sync_stale_clear(void);
+extern void sync_replace_stale(const char *name);
+extern void sync_stale_review(SyncSession *session, bool look);
 
 /* sync_manual.c */
 extern TimestampTz slot_sync_deadline(Interval *timeout);

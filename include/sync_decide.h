@@ -104,7 +104,10 @@ typedef enum SyncAction
 								 * disk, then decide again */
 	SYNC_ACTION_HISTORY_DONE,	/* its history was fetched: take the mark
 								 * away, then decide again */
-	SYNC_ACTION_INVALIDATE		/* copy the remote invalidation */
+	SYNC_ACTION_INVALIDATE,		/* copy the remote invalidation */
+	SYNC_ACTION_REPLACE_STALE	/* drop the standby's own slot of that name
+								 * (a leftover, pg_slotsync.stale_slots =
+								 * replace), then decide again */
 } SyncAction;
 
 /* The primary's serialized snapshot at the remote restart_lsn */
@@ -139,6 +142,7 @@ typedef struct SyncInputs
 	int64		behind_ms;		/* how long since the copy last equalled
 								 * the primary's slot */
 	int			stale_after_ms; /* pg_slotsync.stale_after */
+	bool		replace_stale;	/* pg_slotsync.stale_slots = replace */
 
 	/* the standby's past, for copies of slots older than the anchor */
 	XLogRecPtr	wal_from;		/* oldest LSN of the standby's contiguous
@@ -168,7 +172,17 @@ typedef struct SyncPlan
 	char		reason[256];	/* ... in words, with the LSNs and xids */
 } SyncPlan;
 
+/* What to do with a stale slot of the standby's own (see sync_stale.c) */
+typedef enum StaleAction
+{
+	STALE_KEEP,					/* leave it, report it */
+	STALE_WAIT,					/* report it; drop it when the grace is over */
+	STALE_DROP					/* drop it now */
+} StaleAction;
+
 extern void slot_sync_decide(const SyncInputs *in, SyncPlan *plan);
+extern StaleAction sync_stale_action(bool replace, bool listed, int64 seen_ms,
+									 int grace_ms);
 extern bool sync_local_protection_lost(bool feedback, const char *slot_name,
 									   bool slot_name_changed,
 									   char *why, Size whylen);

@@ -259,6 +259,31 @@ SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION pg_slotsync.wait_for_failover_ready(interval, text[])
 IS 'wait until every (or every named) failover slot has a sync-ready copy caught up with the primary''s position at the call';
 
+-- Standby side: logical slots sync did not create (pg_slotsync.stale_slots)
+CREATE FUNCTION pg_slotsync.stale_slots(
+    OUT slot_name name,
+    OUT database text,
+    OUT plugin name,
+    OUT restart_lsn pg_catalog.pg_lsn,
+    OUT confirmed_flush_lsn pg_catalog.pg_lsn,
+    OUT catalog_xmin xid,
+    OUT wal_held_bytes numeric,
+    OUT failover_slot_on_primary boolean,
+    OUT first_seen timestamptz,
+    OUT drop_at timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_slotsync_stale_slot_rows'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE VIEW pg_slotsync.stale_slots AS
+    SELECT * FROM pg_slotsync.stale_slots();
+
+COMMENT ON VIEW pg_slotsync.stale_slots
+IS 'logical slots on this standby that were not synchronized: leftovers from when it was a primary, what they hold back, and when they will be dropped';
+
+GRANT SELECT ON pg_slotsync.stale_slots TO PUBLIC;
+
 GRANT SELECT ON pg_slotsync.sync_worker TO PUBLIC;
 
 -- Primary side: what a standby fetches to make a copy of an older slot

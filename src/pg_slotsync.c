@@ -63,7 +63,15 @@ char	   *pg_slotsync_primary_conninfo = NULL;
 char	   *pg_slotsync_primary_dbname = NULL;
 int			pg_slotsync_stale_after = 30000;
 int			pg_slotsync_max_wal_fetch = 1024;
+int			pg_slotsync_stale_slot_policy = STALE_SLOTS_REPLACE;
+int			pg_slotsync_stale_slot_grace = 600;
 char	   *pg_slotsync_synchronized_standby_slots = NULL;
+
+static const struct config_enum_entry stale_slots_options[] = {
+	{"replace", STALE_SLOTS_REPLACE, false},
+	{"keep", STALE_SLOTS_KEEP, false},
+	{NULL, 0, false}
+};
 
 /* shared memory */
 SlotSyncShared *SlotSyncState = NULL;
@@ -77,7 +85,8 @@ slotsync_shmem_size(void)
 	Size		size = MAXALIGN(sizeof(SlotSyncShared));
 
 	size = add_size(size, MAXALIGN(slot_sync_status_shmem_size()));
-	size = add_size(size, worker_status_shmem_size());
+	size = add_size(size, MAXALIGN(worker_status_shmem_size()));
+	size = add_size(size, sync_stale_shmem_size());
 	return size;
 }
 
@@ -116,6 +125,10 @@ slotsync_shmem_startup(void)
 	worker_status_shmem_init((char *) SlotSyncState +
 							 MAXALIGN(sizeof(SlotSyncShared)) +
 							 MAXALIGN(slot_sync_status_shmem_size()), found);
+	sync_stale_shmem_init((char *) SlotSyncState +
+						  MAXALIGN(sizeof(SlotSyncShared)) +
+						  MAXALIGN(slot_sync_status_shmem_size()) +
+						  MAXALIGN(worker_status_shmem_size()), found);
 	standby_gate_shmem_init();
 	failover_slot_moves_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
@@ -189,6 +202,25 @@ _PG_init(void)
 							   PGC_SIGHUP,
 							   0,
 							   NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("pg_slotsync.stale_slots",
+							 "What becomes of logical slots on a syncing standby that were not synchronized: leftovers from when it was a primary.",
+							 "replace: one with the name of a failover slot of the primary is dropped and the primary's slot synchronized in its place; the others are dropped after pg_slotsync.stale_slot_grace. keep: they stay, and are reported.",
+							 &pg_slotsync_stale_slot_policy,
+							 STALE_SLOTS_REPLACE,
+							 stale_slots_options,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_slotsync.stale_slot_grace",
+							"How long a stale logical slot that is not a failover slot of the primary stays on a syncing standby before it is dropped.",
+							"Applies when pg_slotsync.stale_slots is replace; counted from when the slot sync worker first saw the slot.",
+							&pg_slotsync_stale_slot_grace,
+							600, 0, INT_MAX / 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("pg_slotsync.synchronized_standby_slots",
 							   "Physical slots of the standbys that must confirm WAL before consumers of failover slots receive it.",

@@ -87,7 +87,7 @@ slot_copy_named(const char *name, SlotCopy *out)
 
 	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
 	s = SearchNamedReplicationSlot(name, false);
-	if (s != NULL)
+	if (s != NULL && out != NULL)
 		copy_one(s, out);
 	LWLockRelease(ReplicationSlotControlLock);
 	return s != NULL;

@@ -332,6 +332,7 @@ decide_slot(CycleContext *cy, SlotWork *w)
 	in.behind_ms = TimestampDifferenceMilliseconds(w->mem->synced_at,
 												   GetCurrentTimestamp());
 	in.stale_after_ms = pg_slotsync_stale_after;
+	in.replace_stale = pg_slotsync_stale_slot_policy == STALE_SLOTS_REPLACE;
 
 	/* the standby's past matters only for slots older than the anchor */
 	if (!cy->history.known &&
@@ -433,6 +434,10 @@ apply_step(CycleContext *cy, SlotWork *w)
 			break;
 		case SYNC_ACTION_INVALIDATE:
 			sync_invalidate_copy(name);
+			break;
+		case SYNC_ACTION_REPLACE_STALE:
+			sync_replace_stale(name);
+			cy->free_slots++;
 			break;
 		case SYNC_ACTION_HISTORY_DONE:
 			sync_history_done(name);
@@ -904,6 +909,7 @@ slot_sync_cycle(SyncSession *session, int wait_ms, SyncCycleResult *result,
 
 	initStringInfo(&err);
 	failure = sync_slots(&cy, all, &err);
+	sync_stale_review(session, all);
 
 	if (info.full_list)
 		slot_sync_status_end_cycle();

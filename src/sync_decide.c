@@ -457,7 +457,22 @@ decide_preconditions(const SyncInputs *in, SyncPlan *plan)
 	const RemoteSlot *r = in->remote;
 	const LocalSlot *l = &in->local;
 
-	/* A same-name slot we did not create is the DBA's; never touch it. */
+	/*
+	 * A same-name logical slot we did not create: a PostgreSQL 15 standby
+	 * cannot create one, so it is a leftover from when this server was a
+	 * primary (or copied in by hand).  Nobody can decode from it here, and
+	 * through hot_standby_feedback it holds back the primary's catalog
+	 * rows.  Under pg_slotsync.stale_slots = replace it makes way for the
+	 * primary's slot; under keep, and if it is physical, it is the DBA's.
+	 */
+	if (l->exists && l->is_logical && !l->synced && in->replace_stale)
+	{
+		plan->action = SYNC_ACTION_REPLACE_STALE;
+		plan->state = SYNC_STATE_NOT_READY;
+		set_reason(plan, SYNC_REASON_SAME_NAME_SLOT,
+				   "a replication slot of the same name that was not synchronized from the primary exists on the standby, and is being replaced");
+		return true;
+	}
 	if (l->exists && (!l->synced || !l->is_logical))
 	{
 		plan->state = SYNC_STATE_CONFLICT;
@@ -682,4 +697,19 @@ slot_sync_decide(const SyncInputs *in, SyncPlan *plan)
 	if (!decide_preconditions(in, plan))
 		decide_positions(in, plan);
 	decide_staleness(in, plan);
+}
+
+/*
+ * A logical slot of the standby's own that sync did not create (a leftover,
+ * see sync_stale.c), seen for seen_ms: under pg_slotsync.stale_slots =
+ * replace it is dropped once seen for grace_ms, unless the primary has a
+ * failover slot of that name (slot_sync_decide() replaces that one at once,
+ * SYNC_ACTION_REPLACE_STALE); under keep it stays.
+ */
+StaleAction
+sync_stale_action(bool replace, bool listed, int64 seen_ms, int grace_ms)
+{
+	if (!replace || listed)
+		return STALE_KEEP;
+	return seen_ms >= grace_ms ? STALE_DROP : STALE_WAIT;
 }

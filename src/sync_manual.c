@@ -252,6 +252,7 @@ pg_slotsync_sync_replication_slots(PG_FUNCTION_ARGS)
 
 	/* not-ready copies do not outlive the call, as in core */
 	sync_session_destroy(&session);
+	sync_stale_clear();
 	sync_remove_debris("when pg_slotsync.sync_replication_slots() returned");
 	worker_status_stopped();
 	slot_sync_release();

@@ -184,6 +184,7 @@ worker_stop(SyncSession *session, const char *why, const char *debris_why)
 	/* the copies left stay visible, stale once nobody vouches for them */
 	if (promoted)
 		slot_sync_status_clear();
+	sync_stale_clear();
 	worker_status_stopped();
 	slot_sync_release();
 	proc_exit(0);

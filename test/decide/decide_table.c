@@ -121,6 +121,20 @@ c_physical(SyncInputs *in, RemoteSlot *r)
 }
 
 static void
+c_stranger_replace(SyncInputs *in, RemoteSlot *r)
+{
+	c_stranger(in, r);
+	in->replace_stale = true;
+}
+
+static void
+c_physical_replace(SyncInputs *in, RemoteSlot *r)
+{
+	c_physical(in, r);
+	in->replace_stale = true;
+}
+
+static void
 c_remote_invalidated(SyncInputs *in, RemoteSlot *r)
 {
 	r->invalidated = true;
@@ -497,6 +511,7 @@ c_waiting_below_anchor_off(SyncInputs *in, RemoteSlot *r)
 #define A_INVAL SYNC_ACTION_INVALIDATE
 #define A_DEMOTE SYNC_ACTION_DEMOTE
 #define A_HDONE SYNC_ACTION_HISTORY_DONE
+#define A_REPLACE SYNC_ACTION_REPLACE_STALE
 #define S_NR SYNC_STATE_NOT_READY
 #define S_R SYNC_STATE_READY
 #define S_C SYNC_STATE_CONFLICT
@@ -507,6 +522,8 @@ c_waiting_below_anchor_off(SyncInputs *in, RemoteSlot *r)
 static const DecideCase cases[] = {
 	{"a same-name slot not made by sync is left alone", c_stranger, A_NONE, S_C, SYNC_REASON_SAME_NAME_SLOT},
 	{"a same-name physical slot is left alone", c_physical, A_NONE, S_C, SYNC_REASON_SAME_NAME_SLOT},
+	{"stale_slots = replace: a same-name leftover makes way", c_stranger_replace, A_REPLACE, S_NR, SYNC_REASON_SAME_NAME_SLOT},
+	{"stale_slots = replace: a same-name physical slot is still left alone", c_physical_replace, A_NONE, S_C, SYNC_REASON_SAME_NAME_SLOT},
 	{"a remote invalidation is copied", c_remote_invalidated, A_INVAL, S_I, SYNC_REASON_REMOTE_INVALIDATED},
 	{"an invalidation copied already is kept", c_both_invalidated, A_NONE, S_I, SYNC_REASON_REMOTE_INVALIDATED},
 	{"a slot still being created on the primary waits, a ready copy stays ready", c_remote_incomplete, A_NONE, S_R, SYNC_REASON_REMOTE_INCOMPLETE},
@@ -611,6 +628,21 @@ check_protection(int n)
 	return ok;
 }
 
+/* sync_stale_action(): what becomes of a leftover slot of the standby */
+static bool
+check_stale(int n)
+{
+	bool		ok = sync_stale_action(false, false, 1000000, 0) == STALE_KEEP &&
+		sync_stale_action(true, true, 1000000, 0) == STALE_KEEP &&
+		sync_stale_action(true, false, 999, 1000) == STALE_WAIT &&
+		sync_stale_action(true, false, 1000, 1000) == STALE_DROP &&
+		sync_stale_action(true, false, 0, 0) == STALE_DROP;
+
+	printf("%s %d - stale slots: keep keeps; replace leaves same-name ones to the decision, drops the others after the grace\n",
+		   ok ? "ok" : "not ok", n);
+	return ok;
+}
+
 static bool
 check(int n, const DecideCase *c)
 {
@@ -674,7 +706,7 @@ main(int argc, char **argv)
 		return 0;
 	}
 
-	printf("1..%d\n", n + (int) lengthof(report_cases) + 1);
+	printf("1..%d\n", n + (int) lengthof(report_cases) + 2);
 	for (int i = 0; i < n; i++)
 		if (!check(i + 1, &cases[i]))
 			failed++;
@@ -682,6 +714,8 @@ main(int argc, char **argv)
 		if (!check_report(n + i + 1, &report_cases[i]))
 			failed++;
 	if (!check_protection(n + lengthof(report_cases) + 1))
+		failed++;
+	if (!check_stale(n + lengthof(report_cases) + 2))
 		failed++;
 	return failed == 0 ? 0 : 1;
 }

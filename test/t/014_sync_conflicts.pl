@@ -1,6 +1,7 @@
-# Conflicts with slots the standby has of its own: a logical slot of the
-# standby that was not synchronized and has the name of a failover slot of
-# the primary is left alone (and reported), while the other failover slots
+# Conflicts with slots the standby has of its own, under
+# pg_slotsync.stale_slots = keep (059 tests replace, the default): a logical
+# slot of the standby that was not synchronized and has the name of a
+# failover slot of the primary is left alone (and reported), while the other failover slots
 # are synchronized; once the DBA drops it, the primary's slot is synchronized
 # under that name.  A synchronized slot a user drops on the standby is
 # synchronized again.
@@ -21,6 +22,7 @@ use SlotSyncTest;
 
 my $clash_positions;
 my ($primary, $standby) = setup_primary_standby(
+	standby_conf => "pg_slotsync.stale_slots = keep\n",
 	before_backup => sub {
 		my ($p) = @_;
 		$p->safe_psql('postgres',

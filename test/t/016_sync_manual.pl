@@ -6,7 +6,8 @@
 #
 # A failover slot that can never become ready: the standby has a logical slot
 # of its own with that name ("mclash", copied into the standby before it
-# starts, since PostgreSQL 15 cannot create logical slots in recovery).
+# starts, since PostgreSQL 15 cannot create logical slots in recovery), kept
+# by pg_slotsync.stale_slots = keep.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -17,6 +18,7 @@ use SlotSyncTest;
 
 my ($primary, $standby) = setup_primary_standby(
 	sync => 0,
+	standby_conf => "pg_slotsync.stale_slots = keep\n",
 	before_backup => sub {
 		my ($p) = @_;
 		$p->safe_psql('postgres',
