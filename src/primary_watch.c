@@ -19,6 +19,13 @@
  * the slot array in shared memory every few milliseconds; PostgreSQL 15 has
  * no event to wait for when a slot moves.
  *
+ * While it waits, the call gives up its snapshot's xmin, so that the
+ * standby's long-poll, running nearly all the time, never holds back vacuum
+ * on the primary.  That is only done when nothing else in the caller's
+ * session can need the snapshot any more (call_may_release_xmin): in a
+ * REPEATABLE READ transaction, with a cursor open, or inside a larger query
+ * the xmin stays, so the function never changes what its caller sees.
+ *
  * Which slots are failover slots needs each slot's marker file (see
  * slot_marker.c).  The waiting backend reads a marker again only when some
  * marker was written since (slot_marker_read_cached()).  A stale flag (a
@@ -32,11 +39,13 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "access/xlog.h"
 #include "common/hashfn.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "nodes/plannodes.h"
 #include "pg_slotsync.h"
 #include "pgstat.h"
 #include "postmaster/interrupt.h"
@@ -45,6 +54,7 @@
 #include "slot_marker.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "tcop/pquery.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
@@ -169,6 +179,78 @@ watch_result(FunctionCallInfo fcinfo, uint64 token, bool in_recovery,
 }
 
 /*
+ * May this call give up the xmin of its snapshot while it waits?  Only if
+ * nothing else in the session can still need what that snapshot (or an
+ * older one) sees, or vacuum could remove rows under it:
+ *
+ *	- READ COMMITTED: a REPEATABLE READ or SERIALIZABLE transaction goes on
+ *	  using its snapshot after the call;
+ *	- no other registered snapshot: an open cursor, an exported snapshot,
+ *	  the query of an enclosing function call each hold one;
+ *	- the call is the whole of the client's statement, run in the unnamed
+ *	  portal: "SELECT <columns> FROM wait_for_failover_slot_change(<constants>)",
+ *	  a plain function scan, nothing else scanned, filtered or computed with
+ *	  the statement's snapshot after the call returns.
+ *
+ * The sync worker's long-poll is exactly that (the first statement of its
+ * query).  Any other use keeps its xmin, which is merely what any query
+ * that long would do.
+ */
+static bool
+call_may_release_xmin(FunctionCallInfo fcinfo)
+{
+	PlannedStmt *stmt;
+	FunctionScan *scan;
+	RangeTblFunction *rtfunc;
+	FuncExpr   *func;
+	ListCell   *lc;
+
+	if (IsolationUsesXactSnapshot() || !ThereAreNoPriorRegisteredSnapshots())
+		return false;
+	if (ActivePortal == NULL || ActivePortal->name == NULL ||
+		ActivePortal->name[0] != '\0' ||
+		list_length(ActivePortal->stmts) != 1)
+		return false;
+
+	/* one statement, scanning nothing but one function */
+	stmt = linitial_node(PlannedStmt, ActivePortal->stmts);
+	if (stmt->commandType != CMD_SELECT || stmt->utilityStmt != NULL ||
+		stmt->subplans != NIL || list_length(stmt->rtable) != 1 ||
+		linitial_node(RangeTblEntry, stmt->rtable)->rtekind != RTE_FUNCTION)
+		return false;
+
+	/* a plain scan of it, with nothing computed on top */
+	if (!IsA(stmt->planTree, FunctionScan))
+		return false;
+	scan = (FunctionScan *) stmt->planTree;
+	if (scan->scan.plan.qual != NIL || scan->scan.plan.initPlan != NIL ||
+		scan->scan.plan.lefttree != NULL || scan->scan.plan.righttree != NULL ||
+		scan->funcordinality || list_length(scan->functions) != 1)
+		return false;
+	foreach(lc, scan->scan.plan.targetlist)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+
+		if (!IsA(tle->expr, Var) && !IsA(tle->expr, Const))
+			return false;
+	}
+
+	/* and the function is this one, called with constants */
+	rtfunc = linitial_node(RangeTblFunction, scan->functions);
+	if (!IsA(rtfunc->funcexpr, FuncExpr))
+		return false;
+	func = (FuncExpr *) rtfunc->funcexpr;
+	if (func->funcid != fcinfo->flinfo->fn_oid)
+		return false;
+	foreach(lc, func->args)
+	{
+		if (!IsA(lfirst(lc), Const))
+			return false;
+	}
+	return true;
+}
+
+/*
  * pg_slotsync.wait_for_failover_slot_change(standby_slot_name, last_token,
  *		timeout_ms): wait until the failover slots (or the named physical slot)
  *		differ from what last_token described, or the timeout passes; then
@@ -200,11 +282,13 @@ pg_slotsync_wait_for_failover_slot_change(PG_FUNCTION_ARGS)
 	 * backend's snapshot xmin all that time, over and over, holding back
 	 * vacuum on the whole primary like a long-running query.  Nothing below
 	 * reads a table (only shared memory and the marker files), and the
-	 * result is built from shared memory too, so give the xmin up; the end
-	 * of the transaction recomputes it anyway.
+	 * result is built from shared memory too, so give the xmin up when no
+	 * one else in this session needs it (see call_may_release_xmin); the
+	 * next snapshot taken sets it again.
 	 */
 	InvalidateCatalogSnapshot();
-	MyProc->xmin = InvalidTransactionId;
+	if (call_may_release_xmin(fcinfo))
+		MyProc->xmin = InvalidTransactionId;
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	for (;;)
