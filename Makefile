@@ -18,6 +18,9 @@ OBJS = \
 	src/sync_anchor.o \
 	src/sync_history.o \
 	src/sync_checks.o \
+	src/remote_reply.o \
+	src/remote_session.o \
+	src/remote_values.o \
 	src/sync_remote.o \
 	src/sync_status.o \
 	src/worker_status.o \

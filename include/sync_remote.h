@@ -49,6 +49,8 @@ typedef enum RemoteFailure
 	REMOTE_NOT_INSTALLED,		/* no pg_slotsync in that database */
 	REMOTE_OLD_VERSION,			/* pg_slotsync older than we need there */
 	REMOTE_NO_PRIVILEGE,		/* the role may not call our functions */
+	REMOTE_OTHER_SYSTEM,		/* not this standby's cluster */
+	REMOTE_OLD_TIMELINE,		/* an old primary left behind by a failover */
 	REMOTE_ERROR				/* anything else: see the message */
 } RemoteFailure;
 
@@ -71,9 +73,9 @@ extern PrimaryConn *primary_connect(const char *conninfo,
 									bool (*interrupted) (void),
 									StringInfo errbuf);
 extern void primary_disconnect(PrimaryConn *conn);
-extern RemoteFailure primary_check_extension(PrimaryConn *conn,
-											 bool (*interrupted) (void),
-											 StringInfo errbuf);
+extern RemoteFailure primary_check_server(PrimaryConn *conn,
+										  bool (*interrupted) (void),
+										  StringInfo errbuf);
 extern RemoteFailure primary_fetch(PrimaryConn *conn, const char *standby_slot,
 								   bool have_token, uint64 token, int wait_ms,
 								   PrimaryInfo *info, RemoteSlot **slots,

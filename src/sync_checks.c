@@ -19,6 +19,7 @@
 #include "access/xlog.h"
 #include "access/xlogrecovery.h"
 #include "replication/walreceiver.h"
+#include "remote_reply.h"
 #include "slot_sync.h"
 
 void
@@ -157,6 +158,18 @@ slot_sync_complain_remote(SyncComplaint *c, RemoteFailure failure,
 						  "pg_slotsync in database \"%s\" on the primary server is version %s, but this standby needs version %s",
 						  dbname ? dbname : "", message,
 						  SLOT_SYNC_PRIMARY_EXTVERSION);
+			break;
+		case REMOTE_OTHER_SYSTEM:
+			sync_complain(c, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+						  psprintf("Nothing is synchronized, and no synchronized slot is dropped, until \"%s\" names the primary server of this standby.",
+								   slot_sync_conninfo_setting()),
+						  "%s", message);
+			break;
+		case REMOTE_OLD_TIMELINE:
+			sync_complain(c, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+						  psprintf("The server is a former primary left behind by a failover; nothing is synchronized, and no synchronized slot is dropped, until \"%s\" names the current primary server.",
+								   slot_sync_conninfo_setting()),
+						  "%s", message);
 			break;
 		case REMOTE_NO_PRIVILEGE:
 			sync_complain(c, ERRCODE_INSUFFICIENT_PRIVILEGE,

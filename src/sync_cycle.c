@@ -213,8 +213,8 @@ sync_session_destroy(SyncSession *session)
 }
 
 /*
- * Connect to the primary and check the extension there; false, with a
- * complaint, if that did not work.
+ * Connect to the primary and check that it is this standby's primary, with
+ * the extension there; false, with a complaint, if that did not work.
  */
 bool
 sync_session_connect(SyncSession *session, const char *appname,
@@ -237,13 +237,12 @@ sync_session_connect(SyncSession *session, const char *appname,
 		pfree(err.data);
 		return false;
 	}
-	failure = primary_check_extension(session->conn, session->interrupted,
-									  &err);
+	failure = primary_check_server(session->conn, session->interrupted,
+								   &err);
 	if (failure != REMOTE_OK)
 	{
 		slot_sync_complain_remote(complaint, failure,
-								  "check pg_slotsync on the primary server",
-								  err.data);
+								  "check the primary server", err.data);
 		sync_session_disconnect(session);
 		pfree(err.data);
 		return false;

@@ -69,10 +69,14 @@ slot_sync_deadline(Interval *timeout)
 	int64		usecs;
 	int64		days;
 	TimestampTz now = GetCurrentTimestamp();
+	Interval	zero = {0};
 
 	if (timeout == NULL)
 		return 0;
-	if (timeout->time < 0 || timeout->day < 0 || timeout->month < 0)
+	/* the interval type's own comparison: exact, whatever the parts' signs */
+	if (DatumGetBool(DirectFunctionCall2(interval_lt,
+										 IntervalPGetDatum(timeout),
+										 IntervalPGetDatum(&zero))))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("timeout must not be negative")));

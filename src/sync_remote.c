@@ -2,7 +2,7 @@
  *
  * sync_remote.c
  *		The standby's libpq connection to the primary: connecting, checking
- *		the extension there, and the queries a sync cycle sends.
+ *		the server, and the queries a sync cycle sends.
  *
  * The connection is an ordinary (non-replication) libpq session.  Its
  * connection string is the standby's own primary_conninfo, password
@@ -10,25 +10,41 @@
  * tools such as Patroni rewrite primary_conninfo without a dbname at every
  * leader change, and this way the worker follows the primary the
  * walreceiver follows.  pg_slotsync.primary_conninfo, when set, replaces
- * all of that.
- * The password is never logged: errors quote libpq's message only.
+ * all of that.  Our messages never quote the connection string, which may hold a
+ * password: errors quote libpq's message only.  (The server itself logs the
+ * setting when a reload changes it, as it logs primary_conninfo; hence the
+ * advice in docs/production.md to keep passwords in a password file.)
  *
  * On top of the connection string we set a connect timeout and TCP
  * keepalives, so that a primary that vanishes without closing the socket is
- * noticed, and an application_name that names the worker, overriding one in
+ * noticed, an application_name that names the worker, overriding one in
  * the connection string (a standby usually has one there, for synchronous
- * replication).  Right after connecting the session's search_path is set to
- * empty; every object we name is schema-qualified and every value we send
- * is quoted with libpq's escaping.
- *
- * After connecting we check that pg_slotsync is installed in that database
- * at the version this library needs (its functions' result columns are what
- * we parse), so that a missing or old extension is reported as such.
+ * replication), and the session settings and notice processor of
+ * remote_session.c.  After connecting, primary_check_server() checks that
+ * the server is this standby's primary (same system identifier, a timeline
+ * not older than the standby's) and has pg_slotsync at the version this
+ * library needs, so that each of those is reported as such.
  *
  * A cycle sends one query (a multi-statement string: the long-poll, then
  * the list of failover slots, read in the same session right after), and,
  * when some copies need them, one more for the serialized snapshots of all
  * those slots at once.
+ *
+ * Replies are read through remote_reply.c, which checks every statement's
+ * shape and every value before a row reaches us: a malformed reply fails
+ * the cycle with a message that says what was wrong, and changes nothing.
+ * A slot name listed twice, or a snapshot for a slot we did not ask about,
+ * is refused here.  A connection left in the middle of a reply
+ * (interrupted, or a reply too long to read to its end) is not used again;
+ * the caller reconnects.
+ *
+ * A long-poll answered early with nothing changed (the same change token,
+ * or the very same reply) is not what pg_slotsync's function does: it
+ * answers before its timeout only on a change.  Something else is
+ * answering, and going again at once would spin (98,000 cycles in 5 s were
+ * seen).  So primary_fetch() then waits out the rest of the interval it
+ * asked for, and says so once per connection.  The normal path, an answer
+ * because something changed, is not slowed.
  *
  * Everything is asynchronous: while connecting or waiting for a result we
  * sleep on the process latch and the socket together, and give up at once
@@ -42,26 +58,29 @@
  */
 #include "postgres.h"
 
-#include "access/transam.h"
 #include "access/xlogrecovery.h"
+#include "catalog/pg_type_d.h"
 #include "libpq-fe.h"
 #include "miscadmin.h"
 #include "pg_slotsync.h"
 #include "pgstat.h"
+#include "postmaster/postmaster.h"
+#include "remote_reply.h"
 #include "slot_sync.h"
 #include "sync_remote.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
-#include "utils/pg_lsn.h"
+#include "utils/timestamp.h"
 
 struct PrimaryConn
 {
 	PGconn	   *conn;
+	bool		broken;			/* unusable: a reply was abandoned midway */
+	bool		have_hash;
+	uint64		last_hash;		/* content of the last fetch's reply */
+	bool		early_logged;	/* an early answer was reported */
 };
-
-/* How often a wait wakes up to ask whether to give up. */
-#define REMOTE_POLL_MS 50
 
 /*
  * The connection string the worker uses: pg_slotsync.primary_conninfo when
@@ -94,49 +113,6 @@ slot_sync_dbname(void)
 }
 
 /*
- * The dbname in a connection string, palloc'd, or NULL if none (or the
- * string does not parse).
- */
-char *
-conninfo_dbname(const char *conninfo)
-{
-	PQconninfoOption *opts;
-	char	   *dbname = NULL;
-
-	if (conninfo == NULL || conninfo[0] == '\0')
-		return NULL;
-	opts = PQconninfoParse(conninfo, NULL);
-	if (opts == NULL)
-		return NULL;
-	for (PQconninfoOption *opt = opts; opt->keyword != NULL; opt++)
-	{
-		if (strcmp(opt->keyword, "dbname") == 0 && opt->val != NULL &&
-			opt->val[0] != '\0')
-			dbname = pstrdup(opt->val);
-	}
-	PQconninfoFree(opts);
-	return dbname;
-}
-
-/*
- * Wait until the socket is ready for "events" or the latch is set; returns
- * false if the caller asked to give up.
- */
-static bool
-wait_socket(PGconn *conn, int events, bool (*interrupted) (void))
-{
-	int			rc;
-
-	rc = WaitLatchOrSocket(MyLatch,
-						   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH | events,
-						   PQsocket(conn), REMOTE_POLL_MS, PG_WAIT_EXTENSION);
-	if (rc & WL_LATCH_SET)
-		ResetLatch(MyLatch);
-	CHECK_FOR_INTERRUPTS();
-	return interrupted == NULL || !interrupted();
-}
-
-/*
  * Connect to the primary.  Returns NULL, with the reason in errbuf, on
  * failure or when "interrupted" says to give up.
  */
@@ -149,17 +125,18 @@ primary_connect(const char *conninfo, const char *appname,
 	/*
 	 * The connection string first, expanded; then what we set over it: the
 	 * database (a second "dbname" is a plain name, and later keywords win),
-	 * our application_name, a connect timeout and keepalives.
+	 * our application_name, session options, a connect timeout and
+	 * keepalives.
 	 */
 	const char *keywords[] = {"dbname", "dbname", "application_name",
-		"connect_timeout", "keepalives", "keepalives_idle",
+		"options", "connect_timeout", "keepalives", "keepalives_idle",
 	"keepalives_interval", "keepalives_count", NULL};
-	const char *values[] = {conninfo, dbname, appname, "10", "1", "10", "5",
-	"3", NULL};
-	PGconn	   *conn;
+	const char *values[] = {conninfo, dbname, appname,
+		remote_session_options(conninfo), "10", "1", "10", "5", "3",
+	NULL};
 	PostgresPollingStatusType status = PGRES_POLLING_WRITING;
+	PGconn	   *conn;
 	PrimaryConn *result;
-	PGresult   *res;
 
 	conn = PQconnectStartParams(keywords, values, true);
 	if (conn == NULL)
@@ -167,6 +144,7 @@ primary_connect(const char *conninfo, const char *appname,
 		appendStringInfoString(errbuf, "out of memory");
 		return NULL;
 	}
+	PQsetNoticeProcessor(conn, remote_notice_processor, NULL);
 
 	while (PQstatus(conn) != CONNECTION_BAD && status != PGRES_POLLING_OK &&
 		   status != PGRES_POLLING_FAILED)
@@ -174,7 +152,7 @@ primary_connect(const char *conninfo, const char *appname,
 		int			events = (status == PGRES_POLLING_READING) ?
 		WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE;
 
-		if (!wait_socket(conn, events, interrupted))
+		if (!reply_wait_socket(conn, events, interrupted))
 		{
 			PQfinish(conn);
 			appendStringInfoString(errbuf, "interrupted");
@@ -185,23 +163,12 @@ primary_connect(const char *conninfo, const char *appname,
 
 	if (PQstatus(conn) != CONNECTION_OK)
 	{
-		appendStringInfoString(errbuf, pchomp(PQerrorMessage(conn)));
+		appendStringInfoString(errbuf, remote_text(PQerrorMessage(conn)));
 		PQfinish(conn);
 		return NULL;
 	}
 
-	/* nothing we send depends on the remote search_path */
-	res = PQexec(conn, "SELECT pg_catalog.set_config('search_path', '', false)");
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-	{
-		appendStringInfoString(errbuf, pchomp(PQerrorMessage(conn)));
-		PQclear(res);
-		PQfinish(conn);
-		return NULL;
-	}
-	PQclear(res);
-
-	result = palloc(sizeof(PrimaryConn));
+	result = palloc0(sizeof(PrimaryConn));
 	result->conn = conn;
 	return result;
 }
@@ -221,8 +188,6 @@ primary_disconnect(PrimaryConn *conn)
 static RemoteFailure
 classify_sqlstate(const char *sqlstate)
 {
-	if (sqlstate == NULL)
-		return REMOTE_ERROR;
 	/* undefined schema or function: the extension is missing or old */
 	if (strcmp(sqlstate, "3F000") == 0 || strcmp(sqlstate, "42883") == 0)
 		return REMOTE_NOT_INSTALLED;
@@ -232,198 +197,259 @@ classify_sqlstate(const char *sqlstate)
 }
 
 /*
- * Collect all results of the query just sent: a NULL-terminated array in
- * *results, room for maxresults.  On failure or interruption, the reason is
- * in errbuf and the caller drops the connection.
+ * Move a failure's message from err to errbuf.  A server error comes as
+ * "SQLSTATE:message": the SQLSTATE may say more than "failure" did.
  */
 static RemoteFailure
-collect_results(PrimaryConn *pc, PGresult **results, int maxresults,
-				bool (*interrupted) (void), StringInfo errbuf)
+pass_on_error(StringInfo err, RemoteFailure failure, StringInfo errbuf)
 {
-	PGconn	   *conn = pc->conn;
-	int			n = 0;
-	PGresult   *res;
-	RemoteFailure failure = REMOTE_OK;
+	char	   *msg = err->data;
 
-	for (;;)
+	if (failure == REMOTE_ERROR && strlen(msg) > 6 && msg[5] == ':' &&
+		strspn(msg, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ") == 5)
 	{
-		while (PQisBusy(conn))
-		{
-			if (!wait_socket(conn, WL_SOCKET_READABLE, interrupted))
-				failure = REMOTE_INTERRUPTED;
-			else if (!PQconsumeInput(conn))
-				failure = REMOTE_ERROR;
-			if (failure != REMOTE_OK)
-			{
-				for (int i = 0; i < n; i++)
-					PQclear(results[i]);
-				if (failure == REMOTE_INTERRUPTED)
-					appendStringInfoString(errbuf, "interrupted");
-				else
-					appendStringInfoString(errbuf, pchomp(PQerrorMessage(conn)));
-				return failure;
-			}
-		}
-		res = PQgetResult(conn);
-		if (res == NULL)
-			break;
-		if (n < maxresults)
-			results[n++] = res;
-		else
-			PQclear(res);
+		msg[5] = '\0';
+		failure = classify_sqlstate(msg);
+		msg += 6;
 	}
-	results[n] = NULL;
-
-	for (int i = 0; i < n && failure == REMOTE_OK; i++)
-	{
-		if (PQresultStatus(results[i]) != PGRES_TUPLES_OK)
-		{
-			failure = classify_sqlstate(PQresultErrorField(results[i],
-														   PG_DIAG_SQLSTATE));
-			appendStringInfoString(errbuf,
-								   pchomp(PQresultErrorMessage(results[i])));
-		}
-	}
-	if (failure == REMOTE_OK && n == 0)
-	{
-		failure = REMOTE_ERROR;
-		appendStringInfoString(errbuf, "the primary server returned no result");
-	}
-	if (failure != REMOTE_OK)
-	{
-		for (int i = 0; i < n; i++)
-			PQclear(results[i]);
-		results[0] = NULL;
-	}
+	appendStringInfoString(errbuf, msg);
+	pfree(err->data);
 	return failure;
 }
 
-/* Send a (possibly multi-statement) query and collect its results. */
+/*
+ * Run a query through remote_reply.c.  On failure the reason is in errbuf
+ * ("interrupted" if the caller asked to stop); a connection left in the
+ * middle of a reply is not used again.
+ */
 static RemoteFailure
-run_query(PrimaryConn *pc, const char *sql, PGresult **results, int maxresults,
-		  bool (*interrupted) (void), StringInfo errbuf)
+run_checked(PrimaryConn *pc, const char *sql, const ReplyStatement *statements,
+			int nstatements, bool (*interrupted) (void), uint64 *hash,
+			StringInfo errbuf)
 {
-	if (!PQsendQuery(pc->conn, sql))
+	StringInfoData err;
+	ReplyOutcome outcome;
+
+	if (pc->broken)
 	{
-		appendStringInfoString(errbuf, pchomp(PQerrorMessage(pc->conn)));
+		appendStringInfoString(errbuf,
+							   "the connection was given up after an earlier failure");
 		return REMOTE_ERROR;
 	}
-	return collect_results(pc, results, maxresults, interrupted, errbuf);
+	initStringInfo(&err);
+	outcome = reply_run(pc->conn, sql, statements, nstatements, interrupted,
+						hash, &err);
+	if (outcome == REPLY_BROKEN || outcome == REPLY_INTERRUPTED)
+		pc->broken = true;
+	if (outcome == REPLY_OK)
+	{
+		pfree(err.data);
+		return REMOTE_OK;
+	}
+	return pass_on_error(&err, outcome == REPLY_INTERRUPTED ?
+						 REMOTE_INTERRUPTED : REMOTE_ERROR, errbuf);
 }
 
 /*
- * Run one statement with text parameters, and copy its result into palloc'd
- * memory: rows of (value, length, isnull), binary values with "binary".
+ * Is the server this standby's primary, with pg_slotsync at the version we
+ * need?  See remote_session_check().
  */
 RemoteFailure
-primary_query(PrimaryConn *pc, const char *sql, int nparams,
-			  const char *const *params, bool binary, RemoteResult **result,
-			  bool (*interrupted) (void), StringInfo errbuf)
+primary_check_server(PrimaryConn *pc, bool (*interrupted) (void),
+					 StringInfo errbuf)
 {
-	PGresult   *results[2];
-	PGresult   *res;
+	StringInfoData err;
 	RemoteFailure failure;
-	RemoteResult *r;
 
-	if (!PQsendQueryParams(pc->conn, sql, nparams, NULL, params, NULL, NULL,
-						   binary ? 1 : 0))
+	if (pc->broken)
 	{
-		appendStringInfoString(errbuf, pchomp(PQerrorMessage(pc->conn)));
+		appendStringInfoString(errbuf,
+							   "the connection was given up after an earlier failure");
 		return REMOTE_ERROR;
 	}
-	failure = collect_results(pc, results, 1, interrupted, errbuf);
-	if (failure != REMOTE_OK)
-		return failure;
-
-	res = results[0];
-	r = palloc0(sizeof(RemoteResult));
-	r->nrows = PQntuples(res);
-	r->ncols = PQnfields(res);
-	r->values = palloc0(sizeof(char *) * Max(r->nrows * r->ncols, 1));
-	r->lengths = palloc0(sizeof(int) * Max(r->nrows * r->ncols, 1));
-	for (int row = 0; row < r->nrows; row++)
-	{
-		for (int col = 0; col < r->ncols; col++)
-		{
-			int			i = row * r->ncols + col;
-
-			if (PQgetisnull(res, row, col))
-				continue;
-			r->lengths[i] = PQgetlength(res, row, col);
-			r->values[i] = palloc(r->lengths[i] + 1);
-			memcpy(r->values[i], PQgetvalue(res, row, col), r->lengths[i]);
-			r->values[i][r->lengths[i]] = '\0';
-		}
-	}
-	PQclear(res);
-	*result = r;
-	return REMOTE_OK;
+	initStringInfo(&err);
+	failure = remote_session_check(pc->conn, interrupted, &err);
+	if (failure == REMOTE_INTERRUPTED || PQstatus(pc->conn) != CONNECTION_OK)
+		pc->broken = true;
+	return pass_on_error(&err, failure, errbuf);
 }
 
-static XLogRecPtr
-get_lsn(PGresult *res, int row, int col)
-{
-	if (PQgetisnull(res, row, col))
-		return InvalidXLogRecPtr;
-	return DatumGetLSN(DirectFunctionCall1(pg_lsn_in,
-										   CStringGetDatum(PQgetvalue(res, row, col))));
-}
+/* ---------------------------------------------------------------------
+ * One round trip: the long-poll and the list of failover slots
+ * ---------------------------------------------------------------------
+ */
 
-static TransactionId
-get_xid(PGresult *res, int row, int col)
-{
-	if (PQgetisnull(res, row, col))
-		return InvalidTransactionId;
-	return (TransactionId) strtoul(PQgetvalue(res, row, col), NULL, 10);
-}
+/*
+ * The token is left out of the hash: a new one comes with every answer, so
+ * an answer that is early and says nothing new hashes like the one before
+ * (see pace_early_answer()).
+ */
+static const ReplyColumn wait_columns[] = {
+	{"change_token", INT8OID, false, false},
+	{"full_list", BOOLOID, false, true},
+	{"in_recovery", BOOLOID, false, true},
+	{"wal_level_logical", BOOLOID, false, true},
+	{"standby_slot_is_physical", BOOLOID, true, true},
+	{"standby_slot_catalog_xmin", XIDOID, true, true},
+	{"system_identifier", INT8OID, false, true},
+	{"timeline", INT4OID, false, true}
+};
 
-static uint64
-get_uint64(PGresult *res, int row, int col)
-{
-	if (PQgetisnull(res, row, col))
-		return 0;
-	return (uint64) strtoull(PQgetvalue(res, row, col), NULL, 10);
-}
+/* A slot gone from the list ("removed") has nothing but its name. */
+static const ReplyColumn slot_columns[] = {
+	{"slot_name", NAMEOID, false, true},
+	{"removed", BOOLOID, false, true},
+	{"plugin", NAMEOID, true, true},
+	{"database_oid", OIDOID, true, true},
+	{"database", TEXTOID, true, true},
+	{"two_phase", BOOLOID, true, true},
+	{"two_phase_at", LSNOID, true, true},
+	{"restart_lsn", LSNOID, true, true},
+	{"confirmed_flush_lsn", LSNOID, true, true},
+	{"catalog_xmin", XIDOID, true, true},
+	{"invalidated", BOOLOID, true, true},
+	{"incarnation", INT8OID, true, true}
+};
 
 static bool
-get_bool(PGresult *res, int row, int col)
+take_primary_info(void *arg, const ReplyRow *row)
 {
-	return !PQgetisnull(res, row, col) && PQgetvalue(res, row, col)[0] == 't';
+	PrimaryInfo *info = (PrimaryInfo *) arg;
+	int64		token;
+	int64		sysid;
+
+	if (!reply_int64(row, 0, &token) ||
+		!reply_bool(row, 1, &info->full_list) ||
+		!reply_bool(row, 2, &info->in_recovery) ||
+		!reply_bool(row, 3, &info->wal_level_logical) ||
+		!reply_int64(row, 6, &sysid))
+		return false;
+	info->token = (uint64) token;
+	info->system_identifier = (uint64) sysid;
+	info->standby_slot_exists = !reply_isnull(row, 4);
+	info->standby_slot_is_physical = false;
+	if (info->standby_slot_exists &&
+		!reply_bool(row, 4, &info->standby_slot_is_physical))
+		return false;
+	return reply_xid(row, 5, &info->standby_slot_catalog_xmin);
+}
+
+/* The failover slots listed so far. */
+typedef struct SlotList
+{
+	RemoteSlot *slots;
+	int			n;
+	int			allocated;
+} SlotList;
+
+static bool
+take_remote_slot(void *arg, const ReplyRow *row)
+{
+	SlotList   *list = (SlotList *) arg;
+	RemoteSlot *s;
+	int64		incarnation = 0;
+	int64		dboid;
+
+	if (list->n == list->allocated)
+	{
+		list->allocated = Max(16, list->allocated * 2);
+		list->slots = list->slots ?
+			repalloc(list->slots, sizeof(RemoteSlot) * list->allocated) :
+			palloc(sizeof(RemoteSlot) * list->allocated);
+	}
+	s = &list->slots[list->n];
+	memset(s, 0, sizeof(*s));
+	if (!reply_slot_name(row, 0, &s->name) ||
+		!reply_bool(row, 1, &s->removed))
+		return false;
+	if (s->removed)
+	{
+		list->n++;
+		return true;
+	}
+	/* NULL reads as "" to the parsers of the columns that must be set */
+	if (!reply_plugin_name(row, 2, &s->plugin) ||
+		!reply_int64(row, 3, &dboid) ||
+		!reply_database_name(row, 4, &s->database) ||
+		!reply_bool(row, 5, &s->two_phase) ||
+		!reply_lsn(row, 6, &s->two_phase_at) ||
+		!reply_lsn(row, 7, &s->restart_lsn) ||
+		!reply_lsn(row, 8, &s->confirmed_flush) ||
+		!reply_xid(row, 9, &s->catalog_xmin) ||
+		!reply_bool(row, 10, &s->invalidated) ||
+		(!reply_isnull(row, 11) && !reply_int64(row, 11, &incarnation)))
+		return false;
+	if (dboid <= 0 || dboid > PG_UINT32_MAX)
+	{
+		appendStringInfo(row->err,
+						 "column \"database_oid\" of row %d is not a valid OID: " INT64_FORMAT,
+						 row->rowno, dboid);
+		return false;
+	}
+	s->database_oid = (Oid) dboid;
+	s->incarnation = (uint64) incarnation;
+	list->n++;
+	return true;
+}
+
+static int
+name_cmp(const void *a, const void *b)
+{
+	return strcmp(NameStr(*(const NameData *) a), NameStr(*(const NameData *) b));
+}
+
+/* A name listed twice, or NULL. */
+static const char *
+duplicate_name(const RemoteSlot *slots, int n)
+{
+	NameData   *names;
+	const char *dup = NULL;
+
+	if (n < 2)
+		return NULL;
+	names = palloc(sizeof(NameData) * n);
+	for (int i = 0; i < n; i++)
+		names[i] = slots[i].name;
+	qsort(names, n, sizeof(NameData), name_cmp);
+	for (int i = 1; i < n && dup == NULL; i++)
+		if (strcmp(NameStr(names[i - 1]), NameStr(names[i])) == 0)
+			dup = pstrdup(NameStr(names[i]));
+	pfree(names);
+	return dup;
 }
 
 /*
- * Is pg_slotsync installed in the database we are connected to, at the
- * version we need?  REMOTE_NOT_INSTALLED or REMOTE_OLD_VERSION if not (with
- * the version found in errbuf for the latter).
+ * The reply came before the wait we asked for was over, with nothing
+ * changed: wait out the rest, so that a peer answering at once cannot make
+ * us spin.  Said once per connection.
  */
-RemoteFailure
-primary_check_extension(PrimaryConn *pc, bool (*interrupted) (void),
-						StringInfo errbuf)
+static void
+pace_early_answer(PrimaryConn *pc, TimestampTz sent, int wait_ms,
+				  bool (*interrupted) (void))
 {
-	PGresult   *results[2];
-	RemoteFailure failure;
-	char	   *version;
+	TimestampTz until = TimestampTzPlusMilliseconds(sent, wait_ms);
+	TimestampTz now = GetCurrentTimestamp();
 
-	failure = run_query(pc,
-						"SELECT extversion FROM pg_catalog.pg_extension "
-						"WHERE extname OPERATOR(pg_catalog.=) 'pg_slotsync'",
-						results, 1, interrupted, errbuf);
-	if (failure != REMOTE_OK)
-		return failure;
-	if (PQntuples(results[0]) != 1 || PQgetisnull(results[0], 0, 0))
+	if (!pc->early_logged && now < TimestampTzPlusMilliseconds(sent, wait_ms / 2))
 	{
-		PQclear(results[0]);
-		return REMOTE_NOT_INSTALLED;
+		pc->early_logged = true;
+		ereport(LOG,
+				(errmsg("primary server answered the wait for failover slot changes early without a change"),
+				 errdetail("It answered after %ld ms of the %d ms asked for; the next cycle waits for the rest.",
+						   (long) ((now - sent) / 1000), wait_ms),
+				 errhint("Check that \"%s\" reaches the primary server itself.",
+						 slot_sync_conninfo_setting())));
 	}
-	version = PQgetvalue(results[0], 0, 0);
-	if (strcmp(version, SLOT_SYNC_PRIMARY_EXTVERSION) != 0)
+	while (now < until && (interrupted == NULL || !interrupted()))
 	{
-		appendStringInfoString(errbuf, version);
-		PQclear(results[0]);
-		return REMOTE_OLD_VERSION;
+		long		left_ms = (long) ((until - now + 999) / 1000);
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Min(left_ms, 50), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		now = GetCurrentTimestamp();
 	}
-	PQclear(results[0]);
-	return REMOTE_OK;
 }
 
 /*
@@ -442,14 +468,22 @@ primary_fetch(PrimaryConn *pc, const char *standby_slot, bool have_token,
 {
 	StringInfoData sql;
 	char	   *slot_lit;
-	PGresult   *results[3];
-	PGresult   *res;
+	SlotList	list = {0};
+	ReplyStatement statements[2] = {
+		{"pg_slotsync.wait_for_failover_slot_changes()", wait_columns,
+		lengthof(wait_columns), 1, 1, take_primary_info, info},
+		{"pg_slotsync.failover_slot_changes()", slot_columns,
+		lengthof(slot_columns), 0, MAX_BACKENDS, take_remote_slot, &list}
+	};
+	TimestampTz sent;
+	uint64		hash;
+	const char *dup;
 	RemoteFailure failure;
 
 	slot_lit = PQescapeLiteral(pc->conn, standby_slot, strlen(standby_slot));
 	if (slot_lit == NULL)
 	{
-		appendStringInfoString(errbuf, pchomp(PQerrorMessage(pc->conn)));
+		appendStringInfoString(errbuf, remote_text(PQerrorMessage(pc->conn)));
 		return REMOTE_ERROR;
 	}
 	initStringInfo(&sql);
@@ -473,54 +507,184 @@ primary_fetch(PrimaryConn *pc, const char *standby_slot, bool have_token,
 						   "FROM pg_slotsync.failover_slot_changes()");
 	PQfreemem(slot_lit);
 
-	failure = run_query(pc, sql.data, results, 2, interrupted, errbuf);
+	memset(info, 0, sizeof(*info));
+	sent = GetCurrentTimestamp();
+	failure = run_checked(pc, sql.data, statements, 2, interrupted, &hash,
+						  errbuf);
 	pfree(sql.data);
 	if (failure != REMOTE_OK)
 		return failure;
 
-	if (results[1] == NULL || PQntuples(results[0]) != 1)
+	dup = duplicate_name(list.slots, list.n);
+	if (dup != NULL)
 	{
-		appendStringInfoString(errbuf, "unexpected reply from the primary server");
-		for (int i = 0; results[i] != NULL; i++)
-			PQclear(results[i]);
+		appendStringInfo(errbuf,
+						 "malformed reply to pg_slotsync.failover_slot_changes(): replication slot \"%s\" is listed twice",
+						 dup);
 		return REMOTE_ERROR;
 	}
 
-	res = results[0];
-	info->token = get_uint64(res, 0, 0);
-	info->full_list = get_bool(res, 0, 1);
-	info->in_recovery = get_bool(res, 0, 2);
-	info->wal_level_logical = get_bool(res, 0, 3);
-	info->standby_slot_exists = !PQgetisnull(res, 0, 4);
-	info->standby_slot_is_physical = get_bool(res, 0, 4);
-	info->standby_slot_catalog_xmin = get_xid(res, 0, 5);
-	info->system_identifier = get_uint64(res, 0, 6);
+	if (have_token && wait_ms > 0 &&
+		(info->token == token || (pc->have_hash && hash == pc->last_hash)))
+		pace_early_answer(pc, sent, wait_ms, interrupted);
+	pc->have_hash = true;
+	pc->last_hash = hash;
 
-	res = results[1];
-	*nslots = PQntuples(res);
-	*slots = palloc0(sizeof(RemoteSlot) * Max(*nslots, 1));
-	for (int i = 0; i < *nslots; i++)
-	{
-		RemoteSlot *s = &(*slots)[i];
-
-		namestrcpy(&s->name, PQgetvalue(res, i, 0));
-		s->removed = get_bool(res, i, 1);
-		if (s->removed)
-			continue;
-		namestrcpy(&s->plugin, PQgetvalue(res, i, 2));
-		s->database_oid = (Oid) get_uint64(res, i, 3);
-		namestrcpy(&s->database, PQgetvalue(res, i, 4));
-		s->two_phase = get_bool(res, i, 5);
-		s->two_phase_at = get_lsn(res, i, 6);
-		s->restart_lsn = get_lsn(res, i, 7);
-		s->confirmed_flush = get_lsn(res, i, 8);
-		s->catalog_xmin = get_xid(res, i, 9);
-		s->invalidated = get_bool(res, i, 10);
-		s->incarnation = get_uint64(res, i, 11);
-	}
-	PQclear(results[0]);
-	PQclear(results[1]);
+	*nslots = list.n;
+	*slots = list.slots ? list.slots : palloc0(sizeof(RemoteSlot));
 	return REMOTE_OK;
+}
+
+/* ---------------------------------------------------------------------
+ * A generic query
+ * ---------------------------------------------------------------------
+ */
+
+/* Most a generic query's result may hold, values and all. */
+#define QUERY_MAX_BYTES		(256 * 1024 * 1024)
+
+/* A generic result being copied out of libpq, row by row. */
+typedef struct QueryCopy
+{
+	RemoteResult *r;
+	int			allocated;		/* rows there is room for */
+	Size		bytes;
+} QueryCopy;
+
+static bool
+take_query_row(void *arg, const ReplyRow *row)
+{
+	QueryCopy  *q = (QueryCopy *) arg;
+	RemoteResult *r = q->r;
+	int			ncols = PQnfields(row->res);
+
+	if (r->nrows == 0 && r->ncols == 0)
+		r->ncols = ncols;
+	if (ncols != r->ncols)
+	{
+		appendStringInfo(row->err, "row %d has %d columns, not %d",
+						 row->rowno, ncols, r->ncols);
+		return false;
+	}
+	if (r->nrows == q->allocated)
+	{
+		q->allocated = Max(16, q->allocated * 2);
+		r->values = repalloc(r->values,
+							 sizeof(char *) * q->allocated * Max(ncols, 1));
+		r->lengths = repalloc(r->lengths,
+							  sizeof(int) * q->allocated * Max(ncols, 1));
+	}
+	for (int col = 0; col < ncols; col++)
+	{
+		int			i = r->nrows * ncols + col;
+		int			len;
+
+		r->values[i] = NULL;
+		r->lengths[i] = 0;
+		if (PQgetisnull(row->res, row->tuple, col))
+			continue;
+		len = PQgetlength(row->res, row->tuple, col);
+		q->bytes += len + 1;
+		if (q->bytes > QUERY_MAX_BYTES)
+		{
+			appendStringInfo(row->err, "more than %d MB",
+							 QUERY_MAX_BYTES / (1024 * 1024));
+			return false;
+		}
+		r->values[i] = palloc(len + 1);
+		memcpy(r->values[i], PQgetvalue(row->res, row->tuple, col), len);
+		r->values[i][len] = '\0';
+		r->lengths[i] = len;
+	}
+	r->nrows++;
+	return true;
+}
+
+/*
+ * Run one statement with text parameters, and copy its result into palloc'd
+ * memory: rows of (value, length, isnull), binary values with "binary".
+ * The values are the caller's to check; we bound their total size.
+ */
+RemoteFailure
+primary_query(PrimaryConn *pc, const char *sql, int nparams,
+			  const char *const *params, bool binary, RemoteResult **result,
+			  bool (*interrupted) (void), StringInfo errbuf)
+{
+	QueryCopy	q = {0};
+	ReplyStatement statement = {
+		"a query", NULL, 0, 0, MAX_BACKENDS, take_query_row, &q
+	};
+	StringInfoData err;
+	ReplyOutcome outcome;
+
+	if (pc->broken)
+	{
+		appendStringInfoString(errbuf,
+							   "the connection was given up after an earlier failure");
+		return REMOTE_ERROR;
+	}
+	q.r = palloc0(sizeof(RemoteResult));
+	q.r->values = palloc0(sizeof(char *));
+	q.r->lengths = palloc0(sizeof(int));
+	initStringInfo(&err);
+	outcome = reply_run_params(pc->conn, sql, nparams, params, binary,
+							   &statement, interrupted, &err);
+	if (outcome == REPLY_BROKEN || outcome == REPLY_INTERRUPTED)
+		pc->broken = true;
+	if (outcome == REPLY_OK)
+	{
+		pfree(err.data);
+		*result = q.r;
+		return REMOTE_OK;
+	}
+	return pass_on_error(&err, outcome == REPLY_INTERRUPTED ?
+						 REMOTE_INTERRUPTED : REMOTE_ERROR, errbuf);
+}
+
+/* ---------------------------------------------------------------------
+ * Serialized snapshots
+ * ---------------------------------------------------------------------
+ */
+
+/* The slots asked about, and where the answer for each goes. */
+typedef struct SnapshotAnswers
+{
+	const RemoteSlot *const *slots;
+	RemoteSnapshot *out;
+	int			nslots;
+	int			next;			/* rows come in the order asked */
+} SnapshotAnswers;
+
+static bool
+take_snapshot(void *arg, const ReplyRow *row)
+{
+	SnapshotAnswers *answers = (SnapshotAnswers *) arg;
+	NameData	name;
+	RemoteSnapshot *snap = NULL;
+
+	if (!reply_slot_name(row, 0, &name))
+		return false;
+	/* the rows come in the order asked, less those of vanished slots */
+	for (int i = answers->next; i < answers->nslots; i++)
+	{
+		if (strcmp(NameStr(answers->slots[i]->name), NameStr(name)) == 0)
+		{
+			snap = &answers->out[i];
+			answers->next = i + 1;
+			break;
+		}
+	}
+	if (snap == NULL)
+	{
+		appendStringInfo(row->err,
+						 "row %d: replication slot \"%s\" was not asked for, or not in this place",
+						 row->rowno, NameStr(name));
+		return false;
+	}
+	snap->slot_found = true;
+	if (!reply_lsn(row, 1, &snap->restart_lsn))
+		return false;
+	return reply_isnull(row, 2) || reply_bytea(row, 2, &snap->data, &snap->len);
 }
 
 /*
@@ -534,9 +698,17 @@ primary_fetch_snapshots(PrimaryConn *pc, const RemoteSlot *const *slots,
 						int nslots, RemoteSnapshot *out,
 						bool (*interrupted) (void), StringInfo errbuf)
 {
+	static const ReplyColumn columns[] = {
+		{"slot_name", NAMEOID, false, false},
+		{"restart_lsn", LSNOID, false, false},
+		{"snapshot", BYTEAOID, true, false}
+	};
+	SnapshotAnswers answers = {slots, out, nslots, 0};
+	ReplyStatement statement = {
+		"pg_slotsync.failover_slot_snapshots()", columns, lengthof(columns),
+		0, nslots, take_snapshot, &answers
+	};
 	StringInfoData sql;
-	PGresult   *results[2];
-	PGresult   *res;
 	RemoteFailure failure;
 
 	memset(out, 0, sizeof(RemoteSnapshot) * nslots);
@@ -554,7 +726,7 @@ primary_fetch_snapshots(PrimaryConn *pc, const RemoteSlot *const *slots,
 
 		if (lit == NULL)
 		{
-			appendStringInfoString(errbuf, pchomp(PQerrorMessage(pc->conn)));
+			appendStringInfoString(errbuf, remote_text(PQerrorMessage(pc->conn)));
 			pfree(sql.data);
 			return REMOTE_ERROR;
 		}
@@ -563,48 +735,10 @@ primary_fetch_snapshots(PrimaryConn *pc, const RemoteSlot *const *slots,
 	}
 	appendStringInfoString(&sql, "]::pg_catalog.name[])");
 
-	failure = run_query(pc, sql.data, results, 1, interrupted, errbuf);
+	failure = run_checked(pc, sql.data, &statement, 1, interrupted, NULL,
+						  errbuf);
 	pfree(sql.data);
 	if (failure != REMOTE_OK)
-		return failure;
-
-	/* rows come in the order asked, less those of vanished slots */
-	res = results[0];
-	for (int row = 0, next = 0; row < PQntuples(res); row++)
-	{
-		const char *name = PQgetvalue(res, row, 0);
-
-		for (int k = 0; k < nslots; k++)
-		{
-			int			i = (next + k) % nslots;
-			RemoteSnapshot *snap = &out[i];
-
-			if (snap->slot_found || strcmp(NameStr(slots[i]->name), name) != 0)
-				continue;
-			next = i + 1;
-			snap->slot_found = true;
-			snap->restart_lsn = get_lsn(res, row, 1);
-			if (!PQgetisnull(res, row, 2))
-			{
-				size_t		binlen;
-				unsigned char *bin;
-
-				bin = PQunescapeBytea((unsigned char *) PQgetvalue(res, row, 2),
-									  &binlen);
-				if (bin == NULL)
-				{
-					PQclear(res);
-					appendStringInfoString(errbuf, "out of memory");
-					return REMOTE_ERROR;
-				}
-				snap->data = palloc(binlen);
-				memcpy(snap->data, bin, binlen);
-				snap->len = binlen;
-				PQfreemem(bin);
-			}
-			break;
-		}
-	}
-	PQclear(res);
-	return REMOTE_OK;
+		memset(out, 0, sizeof(RemoteSnapshot) * nslots);
+	return failure;
 }
