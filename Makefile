@@ -43,6 +43,8 @@ OBJS = \
 	src/standby_gate_status.o \
 	src/failover_slot_moves.o
 
+SCRIPTS = bin/pg_slotsync_ready
+
 DATA = sql/pg_slotsync--1.0.sql \
 	sql/pg_slotsync--1.1.sql \
 	sql/pg_slotsync--1.0--1.1.sql
