@@ -1293,9 +1293,26 @@ class Harness:
                 raise HarnessError("%s does not stream from %s" % (s.name, p.name))
         self.ensure_recv()
 
+    def inject(self, what):
+        """Self-test of the checks (--inject): plant the defect each check
+        must report."""
+        if what == "dup":
+            self.sub.q("INSERT INTO t0 SELECT * FROM t0 LIMIT 1", db="sub_stream")
+        elif what == "loss":
+            self.sub.q("DELETE FROM t0 WHERE id = (SELECT max(id) FROM t0)", db="sub_2pc")
+        elif what == "leak":
+            self.primary.q("SELECT pg_create_logical_replication_slot('stray', 'test_decoding')")
+        elif what == "crash":
+            self.sub.q("SELECT 1")
+            with open(self.sub.logfile, "a") as f:
+                f.write("LOG:  server process (PID 1) was terminated by signal 11: Segmentation fault\n")
+        log("  injected: " + what)
+
     def cycle(self, i):
         kind = self.rng.choices(list(FAULTS), list(FAULTS.values()))[0]
-        gate = self.rng.choice(["any1", "list"]) if self.mode == "ours" else "list"
+        gate = self.rng.choice(["any1", "list"])
+        if self.mode == "core18":
+            gate = "list"       # core has no quorum syntax; same draws, same faults
         load_s = self.rng.uniform(1.0, 4.0)
         if gate != self.gate:
             self.gate = gate
@@ -1306,6 +1323,8 @@ class Harness:
         t0 = time.time()
         detail = self.fault(kind)
         self.health()
+        if i == self.args.cycles and self.args.inject:
+            self.inject(self.args.inject)
         res = self.check()
         st = self.stats
         st["cycles"] += 1
@@ -1317,6 +1336,7 @@ class Harness:
         st["extra_rows"] += res["extra"]
         st["recv_lost"] = res["recv_lost"]
         st["recv_dup"] = res["recv_dup"]
+        redeliv_new = res["redelivered"] - st["recv_redelivered"]
         st["recv_redelivered"] = res["redelivered"]
         rows = sum(t.nrows() for t in self.writer.txns if t.status == "committed")
         bad = res["lost"] or res["dup"] or res["extra"] or res["recv_lost"] or res["recv_dup"] \
@@ -1324,7 +1344,7 @@ class Harness:
         out("cycle %3d/%d seed=%d fault=%-17s gate=%-4s primary=%s rows=+%d lost=%d dup=%d "
             "recv_lost=%d redelivered=%d crashes=%d leaks=%d %.0fs %s | %s%s" % (
                 i, self.args.cycles, self.seed, kind, gate, self.primary.name, rows - rows_before,
-                res["lost"], res["dup"], res["recv_lost"], res["redelivered"], res["crashes"],
+                res["lost"], res["dup"], res["recv_lost"], redeliv_new, res["crashes"],
                 res["leaks"], time.time() - t0, "FAIL" if bad else "ok", detail,
                 (" | ddl: " + ddl) if ddl else ""))
         return not bad
@@ -1395,6 +1415,8 @@ def parse_args():
                     help="five free ports: n1,n2,n3,subscriber,dead (default from --port-base)")
     ap.add_argument("--port-base", type=int, default=int(os.environ.get("PORT_BASE") or 56430))
     ap.add_argument("--workdir", default=os.environ.get("WORKDIR"))
+    ap.add_argument("--inject", choices=["dup", "loss", "leak", "crash"],
+                    help="self-test: plant this defect in the last cycle; the run must then fail")
     ap.add_argument("--keep", action="store_true", help="keep the directory even when all went well")
     a = ap.parse_args()
     if a.seed is None:
@@ -1426,6 +1448,8 @@ def rerun_as_postgres(args):
         cmd += ["--workdir", args.workdir]
     if args.keep:
         cmd += ["--keep"]
+    if args.inject:
+        cmd += ["--inject", args.inject]
     import pwd
     pw = pwd.getpwnam("postgres")
     env = dict(os.environ, HOME=pw.pw_dir, USER="postgres", LOGNAME="postgres")
