@@ -862,11 +862,31 @@ class Harness:
         return p.name
 
     def fault_restart_standby(self):
+        """Restart a standby while it is copying a slot the primary has just
+        created; that copy must become ready after the restart, and go when
+        the slot is dropped."""
         s = self.pick_standby()
         mode = self.rng.choice(["fast", "immediate"])
+        delay = self.rng.uniform(0, 0.3)
+        self.create_failover_slot("midsync", "test_decoding")
+        time.sleep(delay)
         s.stop(mode)
         s.start()
-        return "%s (-m %s)" % (s.name, mode)
+        ready = wait_until(lambda: "midsync" in self.ready_slots(s), 60)
+        if not ready:
+            self.anomaly("restart_standby", "%s: copy of a slot created before the restart not ready after 60 s: %s"
+                         % (s.name, self.slot_state(s, "midsync")))
+        self.primary.q("SELECT pg_drop_replication_slot('midsync')")
+        for n in self.standbys():
+            if not wait_until(lambda: not n.q1("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'midsync'"), 60):
+                self.anomaly("restart_standby", "%s keeps a copy of the dropped slot" % n.name)
+        return "%s (-m %s, %.2f s after creating a slot)" % (s.name, mode, delay)
+
+    def slot_state(self, node, name):
+        if self.mode == "ours":
+            return node.q("SELECT state, reason FROM pg_slotsync.sync_status WHERE slot_name = %s", (name,))
+        return node.q("SELECT temporary, invalidation_reason, restart_lsn::text, confirmed_flush_lsn::text "
+                      "FROM pg_replication_slots WHERE slot_name = %s", (name,))
 
     def fault_dead_conninfo(self):
         s = self.pick_standby()
@@ -1262,13 +1282,16 @@ class Harness:
         self.leak_lines += probs
         return len(probs)
 
-    def check(self):
+    def check(self, last=False):
         self.writer.pause()
         try:
             if not self.wait_consumers(WAIT_S):
                 self.anomaly("consumers", "not caught up after %d s" % WAIT_S)
                 self.repair_consumers()
                 self.wait_consumers(WAIT_S)
+            if last and self.args.inject:
+                for what in self.args.inject:
+                    self.inject(what)
             lost, dup, extra = self.check_rows()
             rlost, rdup, redeliv = self.check_recv()
             crashes = self.check_logs()
@@ -1308,8 +1331,19 @@ class Harness:
                 f.write("LOG:  server process (PID 1) was terminated by signal 11: Segmentation fault\n")
         log("  injected: " + what)
 
+    @staticmethod
+    def cycle_rng(seed, i):
+        """Each cycle draws from its own generator: what one cycle decides
+        never shifts what a later one does."""
+        return random.Random(seed * 1000003 + i)
+
+    @staticmethod
+    def fault_of(rng):
+        return rng.choices(list(FAULTS), list(FAULTS.values()))[0]
+
     def cycle(self, i):
-        kind = self.rng.choices(list(FAULTS), list(FAULTS.values()))[0]
+        self.rng = self.cycle_rng(self.seed, i)
+        kind = self.fault_of(self.rng)
         gate = self.rng.choice(["any1", "list"])
         if self.mode == "core18":
             gate = "list"       # core has no quorum syntax; same draws, same faults
@@ -1323,9 +1357,7 @@ class Harness:
         t0 = time.time()
         detail = self.fault(kind)
         self.health()
-        if i == self.args.cycles and self.args.inject:
-            self.inject(self.args.inject)
-        res = self.check()
+        res = self.check(last=(i == self.args.cycles))
         st = self.stats
         st["cycles"] += 1
         st["faults"][kind] = st["faults"].get(kind, 0) + 1
@@ -1403,6 +1435,23 @@ class Harness:
                 log("could not stop %s: %s" % (n.name, e))
 
 
+def free_ports(n):
+    """n consecutive ports nobody listens on, between 20000 and 30000 (below
+    the ranges that outgoing connections and PostgreSQL's TAP tests use)."""
+    import socket
+    r = random.SystemRandom()
+    for _ in range(200):
+        base = r.randrange(20000, 30000 - n)
+        try:
+            for p in range(base, base + n):
+                with socket.socket() as so:
+                    so.bind(("127.0.0.1", p))
+            return list(range(base, base + n))
+        except OSError:
+            continue
+    raise SystemExit("no free ports")
+
+
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mode", choices=["ours", "core18"], default=os.environ.get("MODE") or "ours")
@@ -1413,10 +1462,12 @@ def parse_args():
                     help="PostgreSQL 18 server bin directory (default: fetch with bench/get_core_binaries.sh)")
     ap.add_argument("--ports", default=os.environ.get("PORTS"),
                     help="five free ports: n1,n2,n3,subscriber,dead (default from --port-base)")
-    ap.add_argument("--port-base", type=int, default=int(os.environ.get("PORT_BASE") or 56430))
+    ap.add_argument("--port-base", type=int, default=int(os.environ["PORT_BASE"]) if os.environ.get("PORT_BASE") else None,
+                    help="use ports port-base .. port-base+4 (default: five free ports below the ephemeral range)")
     ap.add_argument("--workdir", default=os.environ.get("WORKDIR"))
-    ap.add_argument("--inject", choices=["dup", "loss", "leak", "crash"],
+    ap.add_argument("--inject", type=lambda v: v.split(","),
                     help="self-test: plant this defect in the last cycle; the run must then fail")
+    ap.add_argument("--plan", action="store_true", help="print the faults the seed chooses, run nothing")
     ap.add_argument("--keep", action="store_true", help="keep the directory even when all went well")
     a = ap.parse_args()
     if a.seed is None:
@@ -1424,7 +1475,12 @@ def parse_args():
     if a.bindir is None:
         pgc = os.environ.get("PG_CONFIG") or shutil.which("pg_config") or "/usr/lib/postgresql/15/bin/pg_config"
         a.bindir = subprocess.run([pgc, "--bindir"], stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
-    a.ports = [int(x) for x in a.ports.split(",")] if a.ports else [a.port_base + i for i in range(5)]
+    if a.ports:
+        a.ports = [int(x) for x in a.ports.split(",")]
+    elif a.port_base:
+        a.ports = [a.port_base + i for i in range(5)]
+    else:
+        a.ports = free_ports(5)
     if a.mode == "core18" and not a.core_bin:
         here = os.path.dirname(os.path.abspath(__file__))
         a.core_bin = subprocess.run(["bash", os.path.join(here, "..", "..", "bench", "get_core_binaries.sh")],
@@ -1449,7 +1505,7 @@ def rerun_as_postgres(args):
     if args.keep:
         cmd += ["--keep"]
     if args.inject:
-        cmd += ["--inject", args.inject]
+        cmd += ["--inject", ",".join(args.inject)]
     import pwd
     pw = pwd.getpwnam("postgres")
     env = dict(os.environ, HOME=pw.pw_dir, USER="postgres", LOGNAME="postgres")
@@ -1466,6 +1522,10 @@ def rerun_as_postgres(args):
 
 def main():
     args = parse_args()
+    if args.plan:
+        for i in range(1, args.cycles + 1):
+            print(i, Harness.fault_of(Harness.cycle_rng(args.seed, i)))
+        return
     if os.geteuid() == 0:
         sys.exit(rerun_as_postgres(args))
     h = Harness(args)
