@@ -14,7 +14,8 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
 	build-essential postgresql-15 postgresql-server-dev-15 \
-	postgresql-contrib libpq-dev libkrb5-dev libipc-run-perl make >/dev/null
+	postgresql-contrib libpq-dev libkrb5-dev libipc-run-perl make \
+	python3 python3-psycopg2 >/dev/null
 
 export PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 make clean >/dev/null
