@@ -907,8 +907,11 @@ class Harness:
         self.writer.pause()
         try:
             self.create_failover_slot("victim", "test_decoding")
+            # (with the writer paused this may wait for the consumers, as
+            # documented: feedback_pending)
             ready = {s.name: wait_until(lambda: "victim" in self.ready_slots(s), 30)
                      for s in self.standbys()}
+            not_ready = {n: self.slot_state(self.node(n), "victim") for n, r in ready.items() if not r}
             # move the victim's WAL well past the limit ...
             for _ in range(5):
                 p.q("SELECT txid_current()")
@@ -944,7 +947,9 @@ class Harness:
                     self.anomaly("invalidate_slot", "%s keeps a copy of the dropped slot" % s.name)
         finally:
             self.writer.resume()
-        return "victim slot lost=%s, was ready on %s" % (lost, ",".join(k for k, v in ready.items() if v) or "none")
+        return "victim slot lost=%s, was ready on %s%s" % (
+            lost, ",".join(k for k, v in ready.items() if v) or "none",
+            " (not ready: %s)" % not_ready if not_ready else "")
 
     def fault_crash_failover(self):
         old = self.primary
