@@ -1046,9 +1046,12 @@ class Harness:
         # plain list in the gate they wait for it)
         rebuild_error = []
 
+        rebuilt = []
+
         def rebuild():
             try:
                 self.rebuild_old_primary(old)
+                rebuilt.append(time.time() - t0)
             except Exception as e:
                 rebuild_error.append(e)
         rb = threading.Thread(target=rebuild, daemon=True)
@@ -1065,9 +1068,11 @@ class Harness:
         self.stats["failover_times"].append(
             dict(cycle=self.stats["cycles"] + 1, kind="switchover" if planned else "crash",
                  resume=resumed, ready=t_ready, not_ready_at_promotion=missing))
-        return "%s -> %s%s, resume %s, ready %s" % (
+        self.stats["failover_times"][-1]["rebuilt"] = rebuilt[0] if rebuilt else None
+        return "%s -> %s%s, resume %s, old primary streaming %s, ready %s" % (
             old.name, new.name, " (copies not ready: %s)" % ",".join(missing) if missing else "",
             "%.1fs" % resumed if resumed is not None else "NEVER",
+            "%.1fs" % rebuilt[0] if rebuilt else "-",
             "%.1fs" % t_ready if t_ready is not None else "NEVER")
 
     def wait_resumed(self, t0):
