@@ -6,18 +6,37 @@ PGFILEDESC = "pg_slotsync - failover logical replication slots"
 OBJS = \
 	src/pg_slotsync.o \
 	src/failover_patterns.o \
+	src/slot_copy.o \
 	src/slot_marker.o \
+	src/snapshot_file.o \
 	src/slot_funcs.o \
 	src/primary_funcs.o \
+	src/primary_watch.o \
+	src/primary_history.o \
 	src/sync_decide.o \
 	src/sync_apply.o \
+	src/sync_anchor.o \
+	src/sync_history.o \
+	src/sync_checks.o \
 	src/sync_remote.o \
 	src/sync_status.o \
+	src/worker_status.o \
+	src/sync_views.o \
 	src/sync_cycle.o \
+	src/sync_launcher.o \
 	src/sync_worker.o \
+	src/sync_manual.o \
 	src/standby_slots_guc.o \
 	src/standby_gate_quorum.o \
-	src/standby_gate.o
+	src/standby_gate.o \
+	src/standby_gate_context.o \
+	src/standby_gate_read.o \
+	src/standby_gate_wait.o \
+	src/standby_gate_walsender.o \
+	src/standby_gate_sql.o \
+	src/standby_gate_shutdown.o \
+	src/standby_gate_status.o \
+	src/failover_slot_moves.o
 
 DATA = sql/pg_slotsync--1.0.sql \
 	sql/pg_slotsync--1.1.sql \
@@ -25,7 +44,7 @@ DATA = sql/pg_slotsync--1.0.sql \
 
 # The regression suite needs the library preloaded, so it runs in a
 # temporary instance of its own (like pg_cron) rather than the user's server.
-REGRESS = failover_flag failover_patterns privileges primary_side upgrade
+REGRESS = failover_flag failover_patterns privileges primary_side gate_status upgrade
 REGRESS_OPTS = --inputdir=test --outputdir=test \
 	--temp-config=$(srcdir)/test/pg_slotsync.conf \
 	--temp-instance=$(CURDIR)/tmp_check_regress
@@ -35,12 +54,16 @@ PROVE_TESTS = $(wildcard test/t/*.pl)
 export PGCTLTIMEOUT = 120
 
 PG_CPPFLAGS = -I$(srcdir)/include -I$(libpq_srcdir)
+PG_CFLAGS = -Wshadow
 SHLIB_LINK_INTERNAL = $(libpq)
 EXTRA_CLEAN = tmp_check_regress test/results test/regression.diffs test/regression.out
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS tracks no header dependencies: rebuild everything when one changes
+$(OBJS): $(wildcard $(srcdir)/include/*.h)
 
 # after PGXS, which sets PROVE_FLAGS empty: our TAP helper module
 PROVE_FLAGS += --timer -I $(srcdir)/test/perl

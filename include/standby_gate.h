@@ -7,7 +7,8 @@
  *
  * standby_slots_guc.c parses the setting, standby_gate_quorum.c answers the
  * question against the physical slots in shared memory, and standby_gate.c
- * makes logical walsenders and the SQL decoding functions wait for it.
+ * with the other standby_gate_*.c files makes logical walsenders and the
+ * SQL decoding functions wait for it (standby_gate_internal.h lists them).
  *
  * Copyright (c) 2026, pg_slotsync developers
  *
@@ -69,6 +70,8 @@ extern bool standby_slots_confirmed(XLogRecPtr target, int elevel);
 extern XLogRecPtr standby_slots_confirmed_upto(void);
 
 /* standby_gate.c */
+extern Size standby_gate_shmem_size(void);
+extern void standby_gate_shmem_init(void);
 extern void standby_gate_install_hooks(void);
 
 #endif							/* STANDBY_GATE_H */

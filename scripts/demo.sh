@@ -13,7 +13,7 @@ BIN=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
 # PostgreSQL refuses to run as root: become the postgres user
 # (from a copy the postgres user can read, wherever this tree lives)
 if [ "$(id -u)" -eq 0 ]; then
-	copy=$(mktemp /tmp/pg_slotsync_demo_script.XXXXXX)
+	copy=$(mktemp "${TMPDIR:-/tmp}/pg_slotsync_demo_script.XXXXXX")
 	cp "$0" "$copy"
 	chmod 755 "$copy"
 	status=0
@@ -22,7 +22,7 @@ if [ "$(id -u)" -eq 0 ]; then
 	exit $status
 fi
 
-WORK=$(mktemp -d /tmp/pg_slotsync_demo.XXXXXX)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/pg_slotsync_demo.XXXXXX")
 PRIMARY_PORT=${DEMO_PRIMARY_PORT:-55430}
 STANDBY_PORT=${DEMO_STANDBY_PORT:-$((PRIMARY_PORT + 1))}
 SUBSCRIBER_PORT=${DEMO_SUBSCRIBER_PORT:-$((PRIMARY_PORT + 2))}

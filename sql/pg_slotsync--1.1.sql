@@ -87,6 +87,7 @@ IS 'pg_replication_slots with failover and sync state';
 CREATE FUNCTION pg_slotsync.sync_status_rows(
     OUT slot_name name,
     OUT database text,
+    OUT incarnation bigint,
     OUT state text,
     OUT reason_code text,
     OUT reason text,
@@ -95,7 +96,7 @@ CREATE FUNCTION pg_slotsync.sync_status_rows(
     OUT remote_catalog_xmin xid,
     OUT last_sync_time timestamptz)
 RETURNS SETOF record
-AS 'MODULE_PATHNAME', 'pg_slotsync_sync_status'
+AS 'MODULE_PATHNAME', 'pg_slotsync_sync_status_1_1'
 LANGUAGE C STABLE STRICT
 SET search_path = pg_catalog, pg_temp;
 
@@ -126,9 +127,10 @@ CREATE FUNCTION pg_slotsync.failover_slots(
     OUT restart_lsn pg_catalog.pg_lsn,
     OUT confirmed_flush_lsn pg_catalog.pg_lsn,
     OUT catalog_xmin xid,
-    OUT invalidated boolean)
+    OUT invalidated boolean,
+    OUT incarnation bigint)
 RETURNS SETOF record
-AS 'MODULE_PATHNAME', 'pg_slotsync_failover_slots'
+AS 'MODULE_PATHNAME', 'pg_slotsync_failover_slots_1_1'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 
@@ -165,8 +167,121 @@ SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION pg_slotsync.failover_slot_snapshot(name)
 IS 'the serialized snapshot at a slot''s restart_lsn, for a standby''s copy';
 
+CREATE FUNCTION pg_slotsync.failover_slot_snapshots(
+    slot_names name[],
+    OUT slot_name name,
+    OUT restart_lsn pg_catalog.pg_lsn,
+    OUT snapshot bytea)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_slotsync_failover_slot_snapshots'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.failover_slot_snapshots(name[])
+IS 'the serialized snapshots at the restart_lsn of many slots, for a standby''s copies';
+
+-- Primary side: the gate of pg_slotsync.synchronized_standby_slots, for
+-- monitoring.  Anyone may call it (slot names and counts, no pids).
+CREATE FUNCTION pg_slotsync.gate_status(
+    OUT configured boolean,
+    OUT mechanisms text[],
+    OUT self_check text,
+    OUT attached bigint,
+    OUT refused bigint,
+    OUT waiting_walsenders integer,
+    OUT waiting_backends integer,
+    OUT waiting_slots name[],
+    OUT oldest_wait_start timestamptz,
+    OUT failover_slot_moves bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'pg_slotsync_gate_status'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.gate_status()
+IS 'the gate of synchronized_standby_slots: mechanisms ready, consumers attached, refused and waiting';
+
 -- As in core: anyone may look at slots; acting on them is checked inside
 -- the functions (superuser or REPLICATION).
 GRANT USAGE ON SCHEMA pg_slotsync TO PUBLIC;
 GRANT SELECT ON pg_slotsync.replication_slots TO PUBLIC;
 GRANT SELECT ON pg_slotsync.sync_status TO PUBLIC;
+
+-- Standby side: the syncing process itself.
+CREATE FUNCTION pg_slotsync.sync_worker_status(
+    OUT pid integer,
+    OUT process text,
+    OUT state text,
+    OUT started_at timestamptz,
+    OUT last_sync_time timestamptz,
+    OUT cycles bigint,
+    OUT errors bigint,
+    OUT last_error text,
+    OUT last_error_time timestamptz,
+    OUT primary_system_identifier bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'pg_slotsync_sync_worker_status'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE VIEW pg_slotsync.sync_worker AS
+SELECT * FROM pg_slotsync.sync_worker_status();
+
+COMMENT ON VIEW pg_slotsync.sync_worker
+IS 'the slot sync worker (or a manual sync): running, syncing, or why not';
+
+-- Standby side: the one question a failover tool asks.
+CREATE FUNCTION pg_slotsync.failover_readiness(
+    OUT slot_name name,
+    OUT ready boolean,
+    OUT state text,
+    OUT reason_code text,
+    OUT reason text,
+    OUT lag_bytes numeric,
+    OUT last_sync_time timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_slotsync_failover_readiness'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.failover_readiness()
+IS 'is this standby failover-safe: a summary row (slot_name NULL), then one row per failover slot';
+
+GRANT SELECT ON pg_slotsync.sync_worker TO PUBLIC;
+
+-- Primary side: what a standby fetches to make a copy of an older slot
+-- ready (WAL it never had, rewrite mapping files it deleted).  Superuser
+-- or REPLICATION is checked inside.
+CREATE FUNCTION pg_slotsync.wal_segment_part(
+    file_name text,
+    "offset" integer,
+    length integer)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'pg_slotsync_wal_segment_part'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.wal_segment_part(text, integer, integer)
+IS 'bytes of a WAL segment file in pg_wal, for a standby completing its history';
+
+CREATE FUNCTION pg_slotsync.logical_mapping_files(
+    from_lsn pg_catalog.pg_lsn,
+    OUT file_name text,
+    OUT lsn pg_catalog.pg_lsn,
+    OUT size bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_slotsync_logical_mapping_files'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.logical_mapping_files(pg_catalog.pg_lsn)
+IS 'logical rewrite mapping files at or above an LSN';
+
+CREATE FUNCTION pg_slotsync.logical_mapping_file(file_name text)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'pg_slotsync_logical_mapping_file'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pg_slotsync.logical_mapping_file(text)
+IS 'one logical rewrite mapping file, for a standby completing its history';

@@ -231,7 +231,9 @@ failover_patterns_match(const char *slot_name)
  * Is this slot a failover slot?  Its own flag says so, or, on a primary,
  * its name matches a pattern.  Only persistent logical slots qualify: a
  * temporary slot dies with its session and cannot be resumed after a
- * failover, and a slot still being created is not a slot yet.  Patterns are
+ * failover, and a slot still being created is not a slot yet.  Neither do
+ * a synced copy that is not ready and the sync worker's anchor, should a
+ * promoted server still have them: nobody may resume from them.  Patterns are
  * a primary's business; on a standby only the flag counts (synchronized
  * slots carry it, so that they are failover slots again after promotion).
  */
@@ -241,6 +243,11 @@ slot_counts_as_failover(const char *slot_name, bool is_logical,
 						uint32 marker_flags, bool in_recovery)
 {
 	if (!is_logical || persistency != RS_PERSISTENT)
+		return false;
+	/* what syncing leaves behind is never a slot to resume from */
+	if ((marker_flags & SLOT_MARKER_ANCHOR) ||
+		((marker_flags & SLOT_MARKER_SYNCED) &&
+		 !(marker_flags & SLOT_MARKER_READY)))
 		return false;
 	if (marker_flags & SLOT_MARKER_FAILOVER)
 		return true;

@@ -17,7 +17,9 @@
  *	  and report per-slot state for the pg_slotsync.replication_slots view.
  *	- primary_funcs.c: what a standby asks the primary: its failover slots,
  *	  a long-poll for their changes, and serialized snapshots.
- *	- standby_gate.c, standby_gate_quorum.c, standby_slots_guc.c:
+ *	- failover_slot_moves.c: a counter and condition variable that say when
+ *	  a failover slot moved, for the standbys' long-poll on the primary.
+ *	- standby_gate*.c, standby_slots_guc.c:
  *	  pg_slotsync.synchronized_standby_slots, which holds back consumers of
  *	  failover slots on the primary until the listed standbys have the WAL.
  *	- sync_worker.c (launcher, worker, manual sync), sync_cycle.c (one pass),
@@ -30,7 +32,9 @@
  * CREATE EXTENSION pg_slotsync, in schema pg_slotsync.
  *
  * Hooks are chained through saved prev_* pointers, as contrib modules do,
- * so other preloaded modules keep working.
+ * so other preloaded modules keep working.  Shared memory has one
+ * shmem_request/shmem_startup pair for the whole library, here: it asks
+ * each module for its size and has it create its part.
  *
  * Copyright (c) 2026, pg_slotsync developers
  *
@@ -38,6 +42,7 @@
  */
 #include "postgres.h"
 
+#include "failover_slot_moves.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pg_slotsync.h"
@@ -55,6 +60,9 @@ void		_PG_init(void);
 char	   *pg_slotsync_failover_slot_patterns = NULL;
 bool		pg_slotsync_sync_enabled = false;
 char	   *pg_slotsync_primary_conninfo = NULL;
+char	   *pg_slotsync_primary_dbname = NULL;
+int			pg_slotsync_stale_after = 30000;
+int			pg_slotsync_max_wal_fetch = 1024;
 char	   *pg_slotsync_synchronized_standby_slots = NULL;
 
 /* shared memory */
@@ -66,8 +74,11 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static Size
 slotsync_shmem_size(void)
 {
-	return add_size(MAXALIGN(sizeof(SlotSyncShared)),
-					slot_sync_status_shmem_size());
+	Size		size = MAXALIGN(sizeof(SlotSyncShared));
+
+	size = add_size(size, MAXALIGN(slot_sync_status_shmem_size()));
+	size = add_size(size, worker_status_shmem_size());
+	return size;
 }
 
 static void
@@ -77,7 +88,9 @@ slotsync_shmem_request(void)
 		prev_shmem_request_hook();
 
 	RequestAddinShmemSpace(slotsync_shmem_size());
-	RequestNamedLWLockTranche(PG_SLOTSYNC_NAME, 1);
+	RequestAddinShmemSpace(standby_gate_shmem_size());
+	RequestAddinShmemSpace(failover_slot_moves_shmem_size());
+	RequestNamedLWLockTranche(PG_SLOTSYNC_NAME, PG_SLOTSYNC_NUM_LWLOCKS);
 }
 
 static void
@@ -95,9 +108,16 @@ slotsync_shmem_startup(void)
 	{
 		memset(SlotSyncState, 0, slotsync_shmem_size());
 		pg_atomic_init_u64(&SlotSyncState->marker_generation, 0);
+		SlotSyncState->marker_lock =
+			&(GetNamedLWLockTranche(PG_SLOTSYNC_NAME))[PG_SLOTSYNC_LWLOCK_MARKER].lock;
 	}
 	slot_sync_status_shmem_init((char *) SlotSyncState +
 								MAXALIGN(sizeof(SlotSyncShared)), found);
+	worker_status_shmem_init((char *) SlotSyncState +
+							 MAXALIGN(sizeof(SlotSyncShared)) +
+							 MAXALIGN(slot_sync_status_shmem_size()), found);
+	standby_gate_shmem_init();
+	failover_slot_moves_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -143,6 +163,33 @@ _PG_init(void)
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 
+	DefineCustomIntVariable("pg_slotsync.stale_after",
+							"How long a ready copy may go without being confirmed equal to the primary's slot before it is reported stale.",
+							"A stale copy is still kept at promotion; the views and pg_slotsync.failover_readiness() no longer call it ready.",
+							&pg_slotsync_stale_after,
+							30000, 1000, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_slotsync.max_wal_fetch",
+							"How much WAL the standby may fetch from the primary to make a copy of an older slot ready.",
+							"For a failover slot older than the standby's sync, the WAL from its restart_lsn that the standby lacks is fetched from the primary. 0 disables fetching: such copies wait for their consumer.",
+							&pg_slotsync_max_wal_fetch,
+							1024, 0, INT_MAX / 1024,
+							PGC_SIGHUP,
+							GUC_UNIT_MB,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("pg_slotsync.primary_dbname",
+							   "Database on the primary the slot sync worker connects to, with the standby's own primary_conninfo.",
+							   "For HA tools (Patroni, repmgr) that write primary_conninfo without a dbname: the worker follows whatever primary the walreceiver follows. Ignored when pg_slotsync.primary_conninfo is set.",
+							   &pg_slotsync_primary_dbname,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
 	DefineCustomStringVariable("pg_slotsync.synchronized_standby_slots",
 							   "Physical slots of the standbys that must confirm WAL before consumers of failover slots receive it.",
 							   "Like PostgreSQL 17's synchronized_standby_slots: a list of slot names (all must confirm), or FIRST n (names) or ANY n (names). Applies on a primary.",
@@ -154,8 +201,6 @@ _PG_init(void)
 							   assign_synchronized_standby_slots,
 							   NULL);
 
-	MarkGUCPrefixReserved(PG_SLOTSYNC_NAME);
-
 	RegisterSubXactCallback(slot_funcs_subxact_callback, NULL);
 
 	slot_sync_register_launcher();
@@ -166,4 +211,8 @@ _PG_init(void)
 	shmem_startup_hook = slotsync_shmem_startup;
 
 	standby_gate_install_hooks();
+	failover_slot_moves_install();
+
+	/* after every module defined its settings */
+	MarkGUCPrefixReserved(PG_SLOTSYNC_NAME);
 }

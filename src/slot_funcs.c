@@ -35,6 +35,7 @@
 #include "access/xlog.h"
 #include "access/xlogrecovery.h"
 #include "access/xlogutils.h"
+#include "failover_slot_moves.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -197,8 +198,10 @@ pg_slotsync_create_logical_replication_slot(PG_FUNCTION_ARGS)
 
 	if (failover)
 	{
-		SlotMarker	marker = {.flags = SLOT_MARKER_FAILOVER};
+		SlotMarker	marker;
 
+		marker.flags = SLOT_MARKER_FAILOVER;
+		marker.incarnation = slot_marker_new_incarnation();
 		slot_marker_write_owned(name, &marker);
 	}
 
@@ -210,6 +213,8 @@ pg_slotsync_create_logical_replication_slot(PG_FUNCTION_ARGS)
 		ReplicationSlotPersist();
 	ReplicationSlotRelease();
 	slot_being_created_subxid = InvalidSubTransactionId;
+	if (failover)
+		failover_slot_moved();	/* a new failover slot, for watchers */
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
 }
@@ -221,32 +226,39 @@ typedef struct AlterRequest
 } AlterRequest;
 
 /*
- * Refuse what core refuses, seeing the slot while it cannot vanish.
+ * Refuse what core refuses, seeing the slot while it cannot vanish.  A
+ * corrupt marker is rewritten: setting the flag again is the documented
+ * remedy (see slot_marker.c).
  */
 static bool
-check_alter_failover(const SlotIdentity *ident, const SlotMarker *current,
-					 void *arg)
+check_alter_failover(const SlotCopy *slot, const SlotMarker *current,
+					 SlotMarkerStatus status, void *arg)
 {
 	AlterRequest *req = (AlterRequest *) arg;
 
-	if (!ident->is_logical)
+	if (!slot->is_logical)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot use %s with a physical replication slot",
 						"pg_slotsync.alter_replication_slot()")));
 
-	if (ident->persistency == RS_EPHEMERAL)
+	if (slot->persistency == RS_EPHEMERAL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot alter replication slot \"%s\"",
-						NameStr(ident->name)),
+						NameStr(slot->name)),
 				 errdetail("The replication slot is still being created.")));
 
-	if (req->failover && ident->persistency == RS_TEMPORARY)
+	if (req->failover && slot->persistency == RS_TEMPORARY)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("cannot enable failover for a temporary replication slot")));
 
+	if (status == SLOT_MARKER_CORRUPT)
+		ereport(LOG,
+				(errmsg("rewriting the corrupted pg_slotsync state of replication slot \"%s\"",
+						NameStr(slot->name)),
+				 errdetail("The slot gets a new incarnation id; standbys synchronize it afresh.")));
 	return true;
 }
 
@@ -271,7 +283,7 @@ pg_slotsync_alter_replication_slot(PG_FUNCTION_ARGS)
 
 		/* same order of complaints as core's ReplicationSlotAlter() */
 		if (SearchNamedReplicationSlot(name, true) != NULL &&
-			slot_marker_read(name, &marker) &&
+			slot_marker_examine(name, &marker) == SLOT_MARKER_PRESENT &&
 			(marker.flags & SLOT_MARKER_SYNCED))
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -287,12 +299,49 @@ pg_slotsync_alter_replication_slot(PG_FUNCTION_ARGS)
 				 errdetail("Failover flags can only be changed on the primary server.")));
 	}
 
-	slot_marker_update_named(name,
-							 req.failover ? SLOT_MARKER_FAILOVER : 0,
-							 req.failover ? 0 : SLOT_MARKER_FAILOVER,
-							 check_alter_failover, &req);
+	if (slot_marker_update_named(name,
+								 req.failover ? SLOT_MARKER_FAILOVER : 0,
+								 req.failover ? 0 : SLOT_MARKER_FAILOVER,
+								 req.failover, check_alter_failover, &req))
+		failover_slot_moved();	/* a slot became, or stopped being, one */
 
 	PG_RETURN_VOID();
+}
+
+/*
+ * The sync columns of a synced slot (values/nulls 3 to 5): from the syncing
+ * process if it knows the slot, else from the slot's own marker, as
+ * sync_reported_state() says: the slot has the last word on readiness, and
+ * a ready copy nobody vouched for lately is stale.
+ */
+static void
+put_sync_state(const char *name, bool ready, Datum *values, bool *nulls)
+{
+	SyncState	state;
+	SyncReason	code = SYNC_REASON_NONE;
+	char		reason[256];
+	TimestampTz last_sync;
+
+	if (slot_sync_status_lookup(name, &state, &code, reason, sizeof(reason),
+								&last_sync))
+	{
+		if (reason[0] != '\0')
+		{
+			values[4] = CStringGetTextDatum(reason);
+			nulls[4] = false;
+		}
+		if (last_sync != 0)
+		{
+			values[5] = TimestampTzGetDatum(last_sync);
+			nulls[5] = false;
+		}
+	}
+	else
+		state = ready ? SYNC_STATE_READY : SYNC_STATE_NOT_READY;
+	state = sync_reported_state(state, ready, worker_status_recent_sync(),
+								&code);
+	values[3] = CStringGetTextDatum(sync_state_name(state));
+	nulls[3] = false;
 }
 
 /*
@@ -304,14 +353,14 @@ Datum
 pg_slotsync_slot_info(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	SlotIdentity *slots;
+	SlotCopy   *slots;
 	int			nslots;
 	bool		in_recovery = RecoveryInProgress();
 
 	InitMaterializedSRF(fcinfo, 0);
 
 	/* take a consistent list first; read the files without the lock */
-	slots = list_slot_identities(&nslots);
+	slots = slot_copy_all_palloc(&nslots);
 
 	for (int i = 0; i < nslots; i++)
 	{
@@ -320,45 +369,25 @@ pg_slotsync_slot_info(PG_FUNCTION_ARGS)
 		bool		nulls[6] = {false, false, false, true, true, true};
 		const char *name = NameStr(slots[i].name);
 
-		slot_marker_read(name, &marker);
-
 		values[0] = NameGetDatum(&slots[i].name);
-		values[1] = BoolGetDatum(slot_counts_as_failover(name,
-														 slots[i].is_logical,
-														 slots[i].persistency,
-														 marker.flags,
-														 in_recovery));
-		values[2] = BoolGetDatum((marker.flags & SLOT_MARKER_SYNCED) != 0);
-
-		/* sync state: for synced slots, from the syncing process if any */
-		if (marker.flags & SLOT_MARKER_SYNCED)
+		if (slot_marker_examine(name, &marker) == SLOT_MARKER_CORRUPT)
 		{
-			SyncState	state;
-			char		reason[256];
-			TimestampTz last_sync;
-			bool		ready = (marker.flags & SLOT_MARKER_READY) != 0;
-
-			if (slot_sync_status_lookup(name, &state, reason, sizeof(reason),
-										&last_sync))
-			{
-				/* the slot itself has the last word on readiness */
-				if (state == SYNC_STATE_READY && !ready)
-					state = SYNC_STATE_NOT_READY;
-				values[3] = CStringGetTextDatum(sync_state_name(state));
-				if (reason[0] != '\0')
-				{
-					values[4] = CStringGetTextDatum(reason);
-					nulls[4] = false;
-				}
-				if (last_sync != 0)
-				{
-					values[5] = TimestampTzGetDatum(last_sync);
-					nulls[5] = false;
-				}
-			}
-			else
-				values[3] = CStringGetTextDatum(ready ? "ready" : "not_ready");
-			nulls[3] = false;
+			/* we cannot tell what it is; say so, and how to repair it */
+			nulls[1] = nulls[2] = true;
+			values[4] = CStringGetTextDatum("the pg_slotsync state of this slot is corrupted; set its failover flag again with pg_slotsync.alter_replication_slot()");
+			nulls[4] = false;
+		}
+		else
+		{
+			values[1] = BoolGetDatum(slot_counts_as_failover(name,
+															 slots[i].is_logical,
+															 slots[i].persistency,
+															 marker.flags,
+															 in_recovery));
+			values[2] = BoolGetDatum((marker.flags & SLOT_MARKER_SYNCED) != 0);
+			if (marker.flags & SLOT_MARKER_SYNCED)
+				put_sync_state(name, (marker.flags & SLOT_MARKER_READY) != 0,
+							   values, nulls);
 		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
 							 values, nulls);

@@ -183,6 +183,68 @@ report_problem(StandbySlot *ss, int elevel)
 }
 
 /*
+ * FIRST n: the first n usable slots in list order must all have "target";
+ * then everything up to the lowest restart_lsn among them is confirmed
+ * (*upto).
+ */
+static bool
+first_n_confirmed(StandbySlotsConfig *config, XLogRecPtr target, int usable,
+				  XLogRecPtr *upto)
+{
+	bool		confirmed = usable >= config->num_required;
+	int			chosen = 0;
+
+	for (int i = 0; i < config->nslots && chosen < config->num_required; i++)
+	{
+		StandbySlot *ss = &config->slots[i];
+
+		if (!slot_usable(ss, target))
+			continue;
+		chosen++;
+		if (!slot_has(ss, target))
+			confirmed = false;
+		else if (XLogRecPtrIsInvalid(*upto) || ss->restart_lsn < *upto)
+			*upto = ss->restart_lsn;
+	}
+	return confirmed;
+}
+
+/*
+ * ANY n: any n slots must have "target"; then everything up to the n-th
+ * highest restart_lsn among them is confirmed (*upto).
+ */
+static bool
+any_n_confirmed(StandbySlotsConfig *config, XLogRecPtr target,
+				XLogRecPtr *upto)
+{
+	for (int i = 0; i < config->nslots; i++)
+	{
+		StandbySlot *ss = &config->slots[i];
+		int			higher = 0;
+		int			as_high = 0;
+
+		if (!slot_has(ss, target))
+			continue;
+		for (int j = 0; j < config->nslots; j++)
+		{
+			if (!slot_has(&config->slots[j], target))
+				continue;
+			if (config->slots[j].restart_lsn > ss->restart_lsn)
+				higher++;
+			else if (config->slots[j].restart_lsn == ss->restart_lsn)
+				as_high++;
+		}
+		if (higher < config->num_required &&
+			higher + as_high >= config->num_required)
+		{
+			*upto = ss->restart_lsn;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
  * Have the listed standbys confirmed "target"?  If not, and if problem slots
  * are the reason, report them at elevel (ERROR does not return).  Without a
  * list, everything is confirmed.
@@ -192,7 +254,7 @@ standby_slots_confirmed(XLogRecPtr target, int elevel)
 {
 	StandbySlotsConfig *config = standby_slots_config;
 	int			usable = 0;
-	bool		confirmed = false;
+	bool		confirmed;
 	XLogRecPtr	upto = InvalidXLogRecPtr;
 
 	if (config == NULL)
@@ -213,57 +275,9 @@ standby_slots_confirmed(XLogRecPtr target, int elevel)
 			usable++;
 
 	if (config->method == STANDBY_SLOTS_FIRST)
-	{
-		/* the first num_required usable slots must all have it */
-		int			chosen = 0;
-
-		confirmed = usable >= config->num_required;
-		for (int i = 0; i < config->nslots && chosen < config->num_required;
-			 i++)
-		{
-			StandbySlot *ss = &config->slots[i];
-
-			if (!slot_usable(ss, target))
-				continue;
-			chosen++;
-			if (!slot_has(ss, target))
-				confirmed = false;
-			else if (XLogRecPtrIsInvalid(upto) || ss->restart_lsn < upto)
-				upto = ss->restart_lsn;
-		}
-	}
+		confirmed = first_n_confirmed(config, target, usable, &upto);
 	else
-	{
-		/*
-		 * Any num_required slots must have it; then everything up to the
-		 * num_required-th highest restart_lsn among them is confirmed.
-		 */
-		for (int i = 0; i < config->nslots; i++)
-		{
-			StandbySlot *ss = &config->slots[i];
-			int			higher = 0;
-			int			as_high = 0;
-
-			if (!slot_has(ss, target))
-				continue;
-			for (int j = 0; j < config->nslots; j++)
-			{
-				if (!slot_has(&config->slots[j], target))
-					continue;
-				if (config->slots[j].restart_lsn > ss->restart_lsn)
-					higher++;
-				else if (config->slots[j].restart_lsn == ss->restart_lsn)
-					as_high++;
-			}
-			if (higher < config->num_required &&
-				higher + as_high >= config->num_required)
-			{
-				confirmed = true;
-				upto = ss->restart_lsn;
-				break;
-			}
-		}
-	}
+		confirmed = any_n_confirmed(config, target, &upto);
 
 	if (confirmed)
 	{

@@ -1,14 +1,15 @@
 /*-------------------------------------------------------------------------
  *
  * sync_apply.c
- *		Side effects of slot synchronization on the standby: creating,
- *		advancing, invalidating and dropping synced slots, installing the
- *		primary's serialized snapshots, and the anchor slot.
+ *		Side effects of slot synchronization on the standby: reading what
+ *		the standby has, and creating, advancing, making ready, invalidating
+ *		and dropping synced copies.
  *
- * What is decided is in sync_decide.c; this file only carries it out, with
- * the locking and ordering the server's own slot code uses.
+ * What is done, and when, is decided in sync_decide.c; this file only
+ * carries it out, with the locking and ordering the server's own slot code
+ * uses, and never talks to the primary.
  *
- * Synced slots that are not ready yet.  PostgreSQL 17 keeps them as
+ * Synced copies that are not ready yet.  PostgreSQL 17 keeps them as
  * temporary slots owned by its worker.  A temporary slot stays "active" for
  * as long as its owner lives, and replaying DROP DATABASE on a standby fails
  * (taking the startup process, and so the standby, down) when an active slot
@@ -18,27 +19,20 @@
  * ready" in our marker and carrying a placeholder output plugin
  * (SLOT_SYNC_NOT_READY_PLUGIN) so that nobody can decode from one: after a
  * promotion that raced with their removal, a consumer gets an error, never
- * a slot that silently skips changes.  The worker drops them on promotion
- * and when sync is turned off; so does the launcher, should the worker be
- * gone.  Sync-ready slots get the real plugin, then the "ready" marker.
+ * a slot that silently skips changes.  They are debris once nobody syncs:
+ * sync_remove_debris() drops them (and the anchor) at promotion, when a
+ * server starts as a primary, and when sync stops.  Sync-ready copies get
+ * the real plugin, then the "ready" marker; a crash between the two leaves
+ * a copy that is not ready, never one that claims to be.
  *
- * The anchor.  Decoding from a copied restart_lsn needs, besides WAL, the
- * logical rewrite mapping files that replay writes in pg_logical/mappings,
- * and the server removes those at every restartpoint below the oldest local
- * logical slot's restart_lsn, or all of them when there is no local logical
- * slot.  So a copy may only start at an LSN from which some local logical
- * slot has protected everything since: sync_protected_from().  The anchor
- * is a logical slot (of template1, which cannot be dropped) that the
- * syncing process creates when it starts, at the replay position of that
- * moment, and moves forward as the slots it covers move.  Like not-ready
- * copies it is persistent and inactive between cycles (an active slot that a
- * restartpoint invalidates gets its holder terminated), and it is dropped
- * at promotion and when sync stops.  Every failover slot created on the
- * primary while we run has
- * its restart_lsn above it, so it can be copied at its own restart_lsn and
- * be ready at once, without waiting for activity on the primary.  (Core
- * reserves from the standby's redo pointer and waits for the primary's slot
- * to pass it.)  The anchor never decodes and holds no catalog_xmin.
+ * Locking.  Every change to a copy happens with the copy acquired, as the
+ * server's slot code does, so nobody else can use or drop it meanwhile.  A
+ * copy is only created or changed while we hold a lock on its database
+ * (sync_lock_database()), taken after the database was looked up and
+ * checked again under the lock: replaying DROP DATABASE takes that lock
+ * exclusively before dropping the database's slots, so a copy is never made
+ * in a database that is being dropped.  The lock is released as soon as the
+ * slot is done, and nothing here waits on the network while holding it.
  *
  * Ordering.  A new restart_lsn or catalog_xmin is written to the slot's
  * state file before the server relies on it: the file is saved first, and
@@ -53,47 +47,33 @@
  */
 #include "postgres.h"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "access/xact.h"
 #include "access/xlog.h"
-#include "access/xlog_internal.h"
 #include "access/xlogrecovery.h"
+#include "access/xlog_internal.h"
 #include "catalog/pg_database.h"
 #include "miscadmin.h"
 #include "pg_slotsync.h"
 #include "replication/slot.h"
 #include "replication/walreceiver.h"
+#include "slot_copy.h"
 #include "slot_marker.h"
 #include "slot_sync.h"
-#include "storage/fd.h"
+#include "snapshot_file.h"
+#include "storage/lmgr.h"
 #include "storage/procarray.h"
 #include "utils/builtins.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
-
-/*
- * Is there an anchor, ours by its marker?  Asked of the slots themselves,
- * not remembered: a user may drop it, or a restartpoint invalidate it.
- */
-static bool
-anchor_exists(void)
-{
-	SlotMarker	marker;
-
-	if (SearchNamedReplicationSlot(SLOT_SYNC_ANCHOR_NAME, true) == NULL)
-		return false;
-	slot_marker_read(SLOT_SYNC_ANCHOR_NAME, &marker);
-	return (marker.flags & SLOT_MARKER_ANCHOR) != 0;
-}
 
 /*
  * Set the restart_lsn of the slot we hold and make sure the WAL from there
  * is still present and now reserved.
  */
-static void
-reserve_wal_at(XLogRecPtr lsn)
+void
+sync_reserve_wal(XLogRecPtr lsn)
 {
 	ReplicationSlot *slot = MyReplicationSlot;
 	XLogSegNo	segno;
@@ -117,150 +97,85 @@ reserve_wal_at(XLogRecPtr lsn)
 }
 
 /*
- * Create or move forward the anchor slot (see the header comment).  "upto"
- * is how far it may move: no further than any slot it must still cover.
- */
-void
-sync_anchor_ensure(XLogRecPtr upto)
-{
-	XLogRecPtr	replay = GetXLogReplayRecPtr(NULL);
-
-	if (XLogRecPtrIsInvalid(upto) || upto > replay)
-		upto = replay;
-
-	if (!anchor_exists())
-	{
-		SlotMarker	marker = {.flags = SLOT_MARKER_ANCHOR};
-
-		/* someone else's slot of that name: do without an anchor */
-		if (SearchNamedReplicationSlot(SLOT_SYNC_ANCHOR_NAME, true) != NULL)
-			return;
-
-		ReplicationSlotCreate(SLOT_SYNC_ANCHOR_NAME, true, RS_EPHEMERAL, false);
-
-		/*
-		 * A logical slot is one with a database; the anchor never decodes,
-		 * so any database that cannot be dropped will do (the manual
-		 * function's backend may be connected to another one).
-		 */
-		SpinLockAcquire(&MyReplicationSlot->mutex);
-		MyReplicationSlot->data.database = Template1DbOid;
-		SpinLockRelease(&MyReplicationSlot->mutex);
-		reserve_wal_at(replay);
-		slot_marker_write_owned(SLOT_SYNC_ANCHOR_NAME, &marker);
-		ReplicationSlotPersist();
-		ReplicationSlotRelease();
-		return;
-	}
-
-	ReplicationSlotAcquire(SLOT_SYNC_ANCHOR_NAME, true);
-	if (XLogRecPtrIsInvalid(MyReplicationSlot->data.restart_lsn))
-	{
-		/*
-		 * Invalidated (max_slot_wal_keep_size on this standby): it has not
-		 * protected anything since, so it starts afresh from here.
-		 */
-		ReplicationSlotRelease();
-		ReplicationSlotDrop(SLOT_SYNC_ANCHOR_NAME, true);
-		sync_anchor_ensure(replay);
-		return;
-	}
-	if (upto > MyReplicationSlot->data.restart_lsn)
-	{
-		SpinLockAcquire(&MyReplicationSlot->mutex);
-		MyReplicationSlot->data.restart_lsn = upto;
-		SpinLockRelease(&MyReplicationSlot->mutex);
-		/* on disk at the next checkpoint: an older value only keeps more */
-		ReplicationSlotMarkDirty();
-		ReplicationSlotsComputeRequiredLSN();
-	}
-	ReplicationSlotRelease();
-}
-
-void
-sync_anchor_drop(void)
-{
-	if (anchor_exists())
-		ReplicationSlotDrop(SLOT_SYNC_ANCHOR_NAME, true);
-}
-
-/*
- * The oldest LSN from which local logical slots have protected WAL and
- * decoding files continuously; invalid if there is no such slot.
- */
-XLogRecPtr
-sync_protected_from(void)
-{
-	return ReplicationSlotsComputeLogicalRestartLSN();
-}
-
-/*
- * What the standby has under this name.  With a cache, the marker file is
- * read again only when some marker was written since (markers of synced
- * slots are only written by the syncing process, and a slot dropped and
- * created again by sync writes a new one).
+ * What the standby has under this name.  With a cache entry, the marker is
+ * read again only when some marker was written since (see
+ * slot_marker_read_cached(); on a standby only the syncing process writes
+ * markers of logical slots, and nobody can create a logical slot during
+ * recovery, so a stale entry cannot make a stranger's slot look like ours).
  */
 void
 sync_read_local(const char *name, LocalSlot *local, MarkerCacheEntry *cache)
 {
-	ReplicationSlot *slot;
+	SlotCopy	slot;
 	SlotMarker	marker;
+	SlotMarkerStatus status;
 
 	memset(local, 0, sizeof(*local));
-
-	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-	slot = SearchNamedReplicationSlot(name, false);
-	if (slot != NULL)
-	{
-		SpinLockAcquire(&slot->mutex);
-		local->exists = true;
-		local->is_logical = SlotIsLogical(slot);
-		local->database = slot->data.database;
-		local->restart_lsn = slot->data.restart_lsn;
-		local->confirmed_flush = slot->data.confirmed_flush;
-		local->catalog_xmin = slot->data.catalog_xmin;
-		local->two_phase = slot->data.two_phase;
-		local->two_phase_at = slot->data.two_phase_at;
-		local->invalidated = XLogRecPtrIsInvalid(slot->data.restart_lsn) &&
-			!XLogRecPtrIsInvalid(slot->data.invalidated_at);
-		local->synced = (slot->data.persistency == RS_PERSISTENT);
-		SpinLockRelease(&slot->mutex);
-	}
-	LWLockRelease(ReplicationSlotControlLock);
-
-	if (!local->exists)
+	if (!slot_copy_named(name, &slot))
 		return;
 
-	/* only persistent slots carrying our marker are ours */
-	if (cache != NULL && cache->valid &&
-		cache->generation == pg_atomic_read_u64(&SlotSyncState->marker_generation))
-		marker.flags = cache->flags;
-	else
-	{
-		uint64		generation = pg_atomic_read_u64(&SlotSyncState->marker_generation);
+	local->exists = true;
+	local->is_logical = slot.is_logical;
+	local->plugin = slot.plugin;
+	local->database = slot.database;
+	local->restart_lsn = slot.restart_lsn;
+	local->confirmed_flush = slot.confirmed_flush;
+	local->catalog_xmin = slot.catalog_xmin;
+	local->two_phase = slot.two_phase;
+	local->two_phase_at = slot.two_phase_at;
+	local->invalidated = slot_copy_is_invalidated(&slot);
 
-		slot_marker_read(name, &marker);
-		if (cache != NULL)
-		{
-			cache->valid = true;
-			cache->generation = generation;
-			cache->flags = marker.flags;
-		}
+	if (cache != NULL)
+	{
+		status = slot_marker_read_cached(name, cache);
+		marker = cache->marker;
 	}
-	local->synced = local->synced && (marker.flags & SLOT_MARKER_SYNCED) != 0;
+	else
+		status = slot_marker_examine(name, &marker);
+
+	/* only persistent slots carrying our marker are ours */
+	local->synced = status == SLOT_MARKER_PRESENT &&
+		slot.persistency == RS_PERSISTENT &&
+		(marker.flags & SLOT_MARKER_SYNCED) != 0;
 	local->ready = local->synced && (marker.flags & SLOT_MARKER_READY) != 0;
+	local->incarnation = local->synced ? marker.incarnation : 0;
+	local->history_pending = local->synced &&
+		(marker.flags & SLOT_MARKER_HISTORY_PENDING) != 0;
 }
 
 /*
- * Create the local copy of a remote slot, not ready yet.
+ * Lock a database against DROP DATABASE replay while we change its slots;
+ * with a name (to create a copy there), also check it still exists now
+ * that we hold the lock.
  */
 void
-sync_create_slot(const RemoteSlot *remote, Oid dboid)
+sync_lock_database(Oid dboid, const char *dbname)
+{
+	LockSharedObject(DatabaseRelationId, dboid, 0, AccessShareLock);
+	if (dbname != NULL &&
+		!SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(dboid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_DATABASE),
+				 errmsg("database \"%s\" was dropped on the standby",
+						dbname)));
+}
+
+void
+sync_unlock_database(Oid dboid)
+{
+	UnlockSharedObject(DatabaseRelationId, dboid, 0, AccessShareLock);
+}
+
+/*
+ * Create the local copy of a remote slot at "create_at", not ready yet.
+ * The caller holds the database lock.
+ */
+void
+sync_create_copy(const RemoteSlot *remote, Oid dboid, XLogRecPtr create_at,
+				 bool history_pending)
 {
 	ReplicationSlot *slot;
-	XLogRecPtr	protected_from;
-	XLogRecPtr	start;
-	SlotMarker	marker = {.flags = SLOT_MARKER_FAILOVER | SLOT_MARKER_SYNCED};
+	SlotMarker	marker;
 
 	/* ephemeral until complete: an error drops it again */
 	ReplicationSlotCreate(NameStr(remote->name), true, RS_EPHEMERAL,
@@ -272,19 +187,11 @@ sync_create_slot(const RemoteSlot *remote, Oid dboid)
 	namestrcpy(&slot->data.plugin, SLOT_SYNC_NOT_READY_PLUGIN);
 	SpinLockRelease(&slot->mutex);
 
-	/*
-	 * Start at the remote restart_lsn when local slots protect everything
-	 * from there; else as early as they protect (the copy then waits for
-	 * the remote slot to pass that point).
-	 */
-	protected_from = sync_protected_from();
-	if (XLogRecPtrIsInvalid(protected_from))
-		protected_from = GetXLogReplayRecPtr(NULL);
-	start = Max(remote->restart_lsn, protected_from);
-	reserve_wal_at(start);
+	sync_reserve_wal(create_at);
 
 	SpinLockAcquire(&slot->mutex);
-	slot->data.confirmed_flush = start;
+	slot->data.confirmed_flush = create_at;
+	slot->data.two_phase_at = remote->two_phase_at;
 	SpinLockRelease(&slot->mutex);
 
 	/*
@@ -302,6 +209,9 @@ sync_create_slot(const RemoteSlot *remote, Oid dboid)
 	LWLockRelease(ProcArrayLock);
 	LWLockRelease(ReplicationSlotControlLock);
 
+	marker.flags = SLOT_MARKER_FAILOVER | SLOT_MARKER_SYNCED |
+		(history_pending ? SLOT_MARKER_HISTORY_PENDING : 0);
+	marker.incarnation = remote->incarnation;
 	slot_marker_write_owned(NameStr(remote->name), &marker);
 	ReplicationSlotPersist();
 	ReplicationSlotRelease();
@@ -309,60 +219,14 @@ sync_create_slot(const RemoteSlot *remote, Oid dboid)
 	sync_poke_walreceiver();
 }
 
-bool
-sync_snapshot_exists(XLogRecPtr lsn)
-{
-	char		path[MAXPGPATH];
-	struct stat st;
-
-	snprintf(path, sizeof(path), "pg_logical/snapshots/%X-%X.snap",
-			 LSN_FORMAT_ARGS(lsn));
-	return stat(path, &st) == 0;
-}
-
 /*
- * Install the primary's serialized snapshot at "lsn".  The caller holds a
- * slot whose restart_lsn is at or below lsn, so a restartpoint cannot remove
- * the file again.  We check the header only; the server checks the CRC when
- * it reads the file.
- */
-static void
-install_snapshot(XLogRecPtr lsn, const char *data, Size len)
-{
-	char		path[MAXPGPATH];
-	char		tmppath[MAXPGPATH];
-	uint32		magic;
-	uint32		version;
-
-	if (len < 16)
-		elog(ERROR, "serialized snapshot at %X/%X from the primary is too short",
-			 LSN_FORMAT_ARGS(lsn));
-	memcpy(&magic, data, sizeof(magic));
-	memcpy(&version, data + 8, sizeof(version));
-	if (magic != 0x51A1E001 || version != 4)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("serialized snapshot at %X/%X from the primary has an unexpected format",
-						LSN_FORMAT_ARGS(lsn))));
-
-	if (sync_snapshot_exists(lsn))
-		return;
-
-	snprintf(path, sizeof(path), "pg_logical/snapshots/%X-%X.snap",
-			 LSN_FORMAT_ARGS(lsn));
-	snprintf(tmppath, sizeof(tmppath), "pg_logical/snapshots/%X-%X.snap.%d.tmp",
-			 LSN_FORMAT_ARGS(lsn), MyProcPid);
-
-	write_file_durably(path, tmppath, data, len);
-}
-
-/*
- * Copy the remote slot's position into the local copy; with make_ready,
- * also give it its real output plugin and mark it sync-ready.  Returns
+ * Copy the remote slot's position into the local copy, installing the
+ * primary's snapshot at the new restart_lsn if given; with make_ready, also
+ * give the copy its real output plugin and mark it sync-ready.  Returns
  * whether the slot changed.
  */
 bool
-sync_update_slot(const RemoteSlot *remote, bool make_ready,
+sync_update_copy(const RemoteSlot *remote, bool make_ready,
 				 const char *snapshot, Size snapshot_len)
 {
 	ReplicationSlot *slot;
@@ -372,12 +236,17 @@ sync_update_slot(const RemoteSlot *remote, bool make_ready,
 	ReplicationSlotAcquire(NameStr(remote->name), true);
 	slot = MyReplicationSlot;
 
+	/* never backwards: the decision checked, this is the last word */
+	if (remote->restart_lsn < slot->data.restart_lsn ||
+		remote->confirmed_flush < slot->data.confirmed_flush)
+		elog(ERROR, "refusing to move replication slot \"%s\" backwards",
+			 NameStr(remote->name));
+
 	if (snapshot != NULL)
-		install_snapshot(remote->restart_lsn, snapshot, snapshot_len);
+		snapshot_file_install(remote->restart_lsn, snapshot, snapshot_len);
 
 	SpinLockAcquire(&slot->mutex);
-	/* never backwards: the decision checked, this is the last word */
-	Assert(remote->restart_lsn >= slot->data.restart_lsn);
+
 	/*
 	 * two_phase can be switched on after a slot was created (a subscription
 	 * with two_phase = on does so once its tables are synchronized), and
@@ -411,9 +280,11 @@ sync_update_slot(const RemoteSlot *remote, bool make_ready,
 
 	if (make_ready)
 	{
-		SlotMarker	marker = {.flags = SLOT_MARKER_FAILOVER |
-		SLOT_MARKER_SYNCED | SLOT_MARKER_READY};
+		SlotMarker	marker;
 
+		marker.flags = SLOT_MARKER_FAILOVER | SLOT_MARKER_SYNCED |
+			SLOT_MARKER_READY;
+		marker.incarnation = remote->incarnation;
 		slot_marker_write_owned(NameStr(remote->name), &marker);
 	}
 
@@ -422,10 +293,127 @@ sync_update_slot(const RemoteSlot *remote, bool make_ready,
 }
 
 /*
+ * The copy is no longer sync-ready (see sync_decide.c): say so in its
+ * marker first, so that a crash in between leaves a copy that is not ready,
+ * then give it the placeholder plugin again.  The caller holds the
+ * database lock.
+ */
+void
+sync_demote_copy(const char *name)
+{
+	ReplicationSlot *slot;
+	SlotMarker	marker;
+
+	ReplicationSlotAcquire(name, true);
+	slot = MyReplicationSlot;
+	if (slot_marker_examine(name, &marker) == SLOT_MARKER_PRESENT &&
+		(marker.flags & SLOT_MARKER_READY))
+	{
+		marker.flags &= ~SLOT_MARKER_READY;
+		slot_marker_write_owned(name, &marker);
+	}
+	SpinLockAcquire(&slot->mutex);
+	namestrcpy(&slot->data.plugin, SLOT_SYNC_NOT_READY_PLUGIN);
+	SpinLockRelease(&slot->mutex);
+	ReplicationSlotMarkDirty();
+	ReplicationSlotSave();
+	ReplicationSlotRelease();
+}
+
+/*
+ * Demote every ready copy: the standby's settings no longer let the primary
+ * keep their catalog rows ("why" says which).  During recovery the caller
+ * must be in a transaction (database locks).  Returns how many.
+ */
+int
+sync_demote_ready_copies(const char *why)
+{
+	SlotCopy   *slots;
+	int			nslots;
+	int			demoted = 0;
+
+	slots = slot_copy_all_palloc(&nslots);
+	for (int i = 0; i < nslots; i++)
+	{
+		const char *name = NameStr(slots[i].name);
+		LocalSlot	local;
+
+		if (!slots[i].is_logical || slots[i].active_pid != 0)
+			continue;
+		sync_read_local(name, &local, NULL);
+		if (!local.ready)
+			continue;
+		sync_lock_database(slots[i].database, NULL);
+		sync_demote_copy(name);
+		sync_unlock_database(slots[i].database);
+		slot_sync_status_mark(name, SYNC_STATE_NOT_READY,
+							  SYNC_REASON_UNPROTECTED, why);
+		ereport(LOG,
+				(errmsg("replication slot \"%s\" is no longer sync-ready", name),
+				 errdetail("The primary is not known to keep the catalog rows it needs, because %s.",
+						   why)));
+		demoted++;
+	}
+	pfree(slots);
+	return demoted;
+}
+
+/*
+ * Demote every ready copy if the standby's settings no longer protect them
+ * (sync_local_protection_lost()), once per change of the reason.  For the
+ * worker, and for the launcher while nobody syncs.  Returns how many.
+ */
+int
+sync_demote_if_unprotected(bool slot_name_changed)
+{
+	static char last_why[128] = "";
+	char		why[128];
+	bool		own_xact;
+	int			demoted;
+
+	if (!sync_local_protection_lost(hot_standby_feedback, PrimarySlotName,
+									slot_name_changed, why, sizeof(why)))
+	{
+		last_why[0] = '\0';
+		return 0;
+	}
+	if (strcmp(why, last_why) == 0)
+		return 0;
+	strlcpy(last_why, why, sizeof(last_why));
+
+	own_xact = !IsTransactionState();
+	if (own_xact)
+		StartTransactionCommand();
+	demoted = sync_demote_ready_copies(why);
+	if (own_xact)
+		CommitTransactionCommand();
+	return demoted;
+}
+
+/*
+ * The copy's WAL and mapping files are complete now (sync_history.c): take
+ * the "history pending" mark away.
+ */
+void
+sync_history_done(const char *name)
+{
+	SlotMarker	marker;
+
+	ReplicationSlotAcquire(name, true);
+	if (slot_marker_examine(name, &marker) == SLOT_MARKER_PRESENT &&
+		(marker.flags & SLOT_MARKER_HISTORY_PENDING))
+	{
+		marker.flags &= ~SLOT_MARKER_HISTORY_PENDING;
+		slot_marker_write_owned(name, &marker);
+	}
+	ReplicationSlotRelease();
+}
+
+/*
  * The primary invalidated its slot: so do we, the way the server does.
  */
 void
-sync_invalidate_slot(const char *name)
+sync_invalidate_copy(const char *name)
 {
 	ReplicationSlot *slot;
 
@@ -441,53 +429,74 @@ sync_invalidate_slot(const char *name)
 	ReplicationSlotsComputeRequiredLSN();
 }
 
+/*
+ * Drop a copy (or the anchor); core's message when log_it.
+ */
 void
-sync_drop_slot(const char *name, bool log_it)
+sync_drop_copy(const char *name, bool log_it)
 {
-	Oid			dboid = InvalidOid;
-	ReplicationSlot *slot;
+	SlotCopy	slot;
 
-	slot = SearchNamedReplicationSlot(name, true);
-	if (slot == NULL)
+	if (!slot_copy_named(name, &slot))
 		return;
-	SpinLockAcquire(&slot->mutex);
-	dboid = slot->data.database;
-	SpinLockRelease(&slot->mutex);
-
 	ReplicationSlotDrop(name, true);
 	if (log_it)
 		ereport(LOG,
 				(errmsg("dropped replication slot \"%s\" of database with OID %u",
-						name, dboid)));
+						name, slot.database)));
 }
 
 /*
- * Drop every synced slot that is not sync-ready (on promotion, or when
- * sync stops).  Returns how many.
+ * Drop every synced copy that is not sync-ready, and the anchor: what a
+ * syncing process leaves that nobody may use and that would only pin WAL
+ * and catalog rows once nobody syncs.  "why" says when (a phrase for the
+ * log).  During recovery the caller must be in a transaction: each slot is
+ * dropped under its database's lock (see the header comment).  Slots that
+ * some process has acquired are left alone; returns how many were, so the
+ * caller can come back.
  */
 int
-sync_drop_not_ready_slots(void)
+sync_remove_debris(const char *why)
 {
-	SlotIdentity *slots;
+	SlotCopy   *slots;
 	int			nslots;
-	int			dropped = 0;
+	int			busy = 0;
+	bool		lock = RecoveryInProgress();
 
-	slots = list_slot_identities(&nslots);
+	slots = slot_copy_all_palloc(&nslots);
 	for (int i = 0; i < nslots; i++)
 	{
-		LocalSlot	local;
+		const char *name = NameStr(slots[i].name);
+		SlotMarker	marker;
+		SlotCopy	now;
 
-		if (!slots[i].is_logical)
+		if (!slots[i].is_logical ||
+			slot_marker_examine(name, &marker) != SLOT_MARKER_PRESENT)
 			continue;
-		sync_read_local(NameStr(slots[i].name), &local, NULL);
-		if (local.exists && local.synced && !local.ready)
+		if (!(marker.flags & SLOT_MARKER_ANCHOR) &&
+			!((marker.flags & SLOT_MARKER_SYNCED) &&
+			  !(marker.flags & SLOT_MARKER_READY)))
+			continue;
+
+		if (lock)
+			sync_lock_database(slots[i].database, NULL);
+		if (slot_copy_named(name, &now) && now.active_pid != 0)
+			busy++;
+		else if (slot_copy_named(name, &now))
 		{
-			sync_drop_slot(NameStr(slots[i].name), true);
-			dropped++;
+			ReplicationSlotDrop(name, true);
+			ereport(LOG,
+					(errmsg("dropped replication slot \"%s\" of database with OID %u %s",
+							name, slots[i].database, why),
+					 (marker.flags & SLOT_MARKER_ANCHOR) ?
+					 errdetail("It was the anchor of the slot sync worker.") :
+					 errdetail("It was a synchronized copy that was not sync-ready.")));
 		}
+		if (lock)
+			sync_unlock_database(slots[i].database);
 	}
 	pfree(slots);
-	return dropped;
+	return busy;
 }
 
 /*
@@ -511,26 +520,4 @@ sync_poke_walreceiver(void)
 	SpinLockRelease(&WalRcv->mutex);
 	if (pid != 0)
 		kill(pid, SIGHUP);
-}
-
-/*
- * How many logical slots this server has; cheap enough to ask every few
- * milliseconds.  The worker notices that a synced slot was dropped on the
- * standby (by a user, or by DROP DATABASE replay) when this goes down.
- */
-int
-sync_count_logical_slots(void)
-{
-	int			n = 0;
-
-	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-	for (int i = 0; i < max_replication_slots; i++)
-	{
-		ReplicationSlot *s = &ReplicationSlotCtl->replication_slots[i];
-
-		if (s->in_use && SlotIsLogical(s))
-			n++;
-	}
-	LWLockRelease(ReplicationSlotControlLock);
-	return n;
 }

@@ -1,13 +1,16 @@
 /*-------------------------------------------------------------------------
  *
  * sync_remote.c
- *		The standby's libpq connection to the primary: connecting, and the
- *		two queries a sync cycle sends.
+ *		The standby's libpq connection to the primary: connecting, checking
+ *		the extension there, and the queries a sync cycle sends.
  *
- * The connection is an ordinary (non-replication) libpq session to the
- * database named in the connection string, which is the standby's own
- * primary_conninfo, password included, or pg_slotsync.primary_conninfo
- * when set (for HA tools that rewrite primary_conninfo without a dbname).
+ * The connection is an ordinary (non-replication) libpq session.  Its
+ * connection string is the standby's own primary_conninfo, password
+ * included, with pg_slotsync.primary_dbname as its database when set: HA
+ * tools such as Patroni rewrite primary_conninfo without a dbname at every
+ * leader change, and this way the worker follows the primary the
+ * walreceiver follows.  pg_slotsync.primary_conninfo, when set, replaces
+ * all of that.
  * The password is never logged: errors quote libpq's message only.
  *
  * On top of the connection string we set a connect timeout and TCP
@@ -17,6 +20,15 @@
  * replication).  Right after connecting the session's search_path is set to
  * empty; every object we name is schema-qualified and every value we send
  * is quoted with libpq's escaping.
+ *
+ * After connecting we check that pg_slotsync is installed in that database
+ * at the version this library needs (its functions' result columns are what
+ * we parse), so that a missing or old extension is reported as such.
+ *
+ * A cycle sends one query (a multi-statement string: the long-poll, then
+ * the list of failover slots, read in the same session right after), and,
+ * when some copies need them, one more for the serialized snapshots of all
+ * those slots at once.
  *
  * Everything is asynchronous: while connecting or waiting for a result we
  * sleep on the process latch and the socket together, and give up at once
@@ -37,6 +49,7 @@
 #include "pg_slotsync.h"
 #include "pgstat.h"
 #include "slot_sync.h"
+#include "sync_remote.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -50,6 +63,11 @@ struct PrimaryConn
 /* How often a wait wakes up to ask whether to give up. */
 #define REMOTE_POLL_MS 50
 
+/*
+ * The connection string the worker uses: pg_slotsync.primary_conninfo when
+ * set, else the standby's own primary_conninfo (with
+ * pg_slotsync.primary_dbname as its database, see primary_connect()).
+ */
 const char *
 slot_sync_conninfo(void)
 {
@@ -57,6 +75,22 @@ slot_sync_conninfo(void)
 		pg_slotsync_primary_conninfo[0] != '\0')
 		return pg_slotsync_primary_conninfo;
 	return PrimaryConnInfo;
+}
+
+/*
+ * The database the worker connects to on the primary, palloc'd, or NULL
+ * if none is named anywhere.
+ */
+char *
+slot_sync_dbname(void)
+{
+	bool		own = pg_slotsync_primary_conninfo != NULL &&
+		pg_slotsync_primary_conninfo[0] != '\0';
+
+	if (!own && pg_slotsync_primary_dbname != NULL &&
+		pg_slotsync_primary_dbname[0] != '\0')
+		return pstrdup(pg_slotsync_primary_dbname);
+	return conninfo_dbname(slot_sync_conninfo());
 }
 
 /*
@@ -102,13 +136,26 @@ wait_socket(PGconn *conn, int events, bool (*interrupted) (void))
 	return interrupted == NULL || !interrupted();
 }
 
+/*
+ * Connect to the primary.  Returns NULL, with the reason in errbuf, on
+ * failure or when "interrupted" says to give up.
+ */
 PrimaryConn *
-primary_connect(const char *conninfo, const char *appname, int elevel)
+primary_connect(const char *conninfo, const char *appname,
+				bool (*interrupted) (void), StringInfo errbuf)
 {
-	const char *keywords[] = {"dbname", "application_name", "connect_timeout",
-		"keepalives", "keepalives_idle", "keepalives_interval",
-	"keepalives_count", NULL};
-	const char *values[] = {conninfo, appname, "10", "1", "10", "5", "3", NULL};
+	char	   *dbname = slot_sync_dbname();
+
+	/*
+	 * The connection string first, expanded; then what we set over it: the
+	 * database (a second "dbname" is a plain name, and later keywords win),
+	 * our application_name, a connect timeout and keepalives.
+	 */
+	const char *keywords[] = {"dbname", "dbname", "application_name",
+		"connect_timeout", "keepalives", "keepalives_idle",
+	"keepalives_interval", "keepalives_count", NULL};
+	const char *values[] = {conninfo, dbname, appname, "10", "1", "10", "5",
+	"3", NULL};
 	PGconn	   *conn;
 	PostgresPollingStatusType status = PGRES_POLLING_WRITING;
 	PrimaryConn *result;
@@ -116,9 +163,10 @@ primary_connect(const char *conninfo, const char *appname, int elevel)
 
 	conn = PQconnectStartParams(keywords, values, true);
 	if (conn == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
+	{
+		appendStringInfoString(errbuf, "out of memory");
+		return NULL;
+	}
 
 	while (PQstatus(conn) != CONNECTION_BAD && status != PGRES_POLLING_OK &&
 		   status != PGRES_POLLING_FAILED)
@@ -126,19 +174,19 @@ primary_connect(const char *conninfo, const char *appname, int elevel)
 		int			events = (status == PGRES_POLLING_READING) ?
 		WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE;
 
-		if (!wait_socket(conn, events, NULL))
-			break;
+		if (!wait_socket(conn, events, interrupted))
+		{
+			PQfinish(conn);
+			appendStringInfoString(errbuf, "interrupted");
+			return NULL;
+		}
 		status = PQconnectPoll(conn);
 	}
 
 	if (PQstatus(conn) != CONNECTION_OK)
 	{
-		char	   *msg = pchomp(PQerrorMessage(conn));
-
+		appendStringInfoString(errbuf, pchomp(PQerrorMessage(conn)));
 		PQfinish(conn);
-		ereport(elevel,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("could not connect to the primary server: %s", msg)));
 		return NULL;
 	}
 
@@ -146,18 +194,14 @@ primary_connect(const char *conninfo, const char *appname, int elevel)
 	res = PQexec(conn, "SELECT pg_catalog.set_config('search_path', '', false)");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
-		char	   *msg = pchomp(PQerrorMessage(conn));
-
+		appendStringInfoString(errbuf, pchomp(PQerrorMessage(conn)));
 		PQclear(res);
 		PQfinish(conn);
-		ereport(elevel,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("could not set up the session on the primary server: %s", msg)));
 		return NULL;
 	}
 	PQclear(res);
 
-	result = MemoryContextAlloc(TopMemoryContext, sizeof(PrimaryConn));
+	result = palloc(sizeof(PrimaryConn));
 	result->conn = conn;
 	return result;
 }
@@ -172,41 +216,52 @@ primary_disconnect(PrimaryConn *conn)
 }
 
 /*
- * Send a query and collect all its results; NULL-terminated array of
- * results in *results.  Returns false (message in errbuf) on failure or
- * interruption; the caller then drops the connection.
+ * What a failed statement's SQLSTATE says about the primary.
  */
-static bool
-run_query(PrimaryConn *pc, const char *sql, PGresult **results, int maxresults,
-		  bool (*interrupted) (void), StringInfo errbuf)
+static RemoteFailure
+classify_sqlstate(const char *sqlstate)
+{
+	if (sqlstate == NULL)
+		return REMOTE_ERROR;
+	/* undefined schema or function: the extension is missing or old */
+	if (strcmp(sqlstate, "3F000") == 0 || strcmp(sqlstate, "42883") == 0)
+		return REMOTE_NOT_INSTALLED;
+	if (strcmp(sqlstate, "42501") == 0)
+		return REMOTE_NO_PRIVILEGE;
+	return REMOTE_ERROR;
+}
+
+/*
+ * Collect all results of the query just sent: a NULL-terminated array in
+ * *results, room for maxresults.  On failure or interruption, the reason is
+ * in errbuf and the caller drops the connection.
+ */
+static RemoteFailure
+collect_results(PrimaryConn *pc, PGresult **results, int maxresults,
+				bool (*interrupted) (void), StringInfo errbuf)
 {
 	PGconn	   *conn = pc->conn;
 	int			n = 0;
 	PGresult   *res;
-
-	if (!PQsendQuery(conn, sql))
-	{
-		appendStringInfo(errbuf, "%s", pchomp(PQerrorMessage(conn)));
-		return false;
-	}
+	RemoteFailure failure = REMOTE_OK;
 
 	for (;;)
 	{
 		while (PQisBusy(conn))
 		{
 			if (!wait_socket(conn, WL_SOCKET_READABLE, interrupted))
+				failure = REMOTE_INTERRUPTED;
+			else if (!PQconsumeInput(conn))
+				failure = REMOTE_ERROR;
+			if (failure != REMOTE_OK)
 			{
-				appendStringInfoString(errbuf, "interrupted");
 				for (int i = 0; i < n; i++)
 					PQclear(results[i]);
-				return false;
-			}
-			if (!PQconsumeInput(conn))
-			{
-				appendStringInfo(errbuf, "%s", pchomp(PQerrorMessage(conn)));
-				for (int i = 0; i < n; i++)
-					PQclear(results[i]);
-				return false;
+				if (failure == REMOTE_INTERRUPTED)
+					appendStringInfoString(errbuf, "interrupted");
+				else
+					appendStringInfoString(errbuf, pchomp(PQerrorMessage(conn)));
+				return failure;
 			}
 		}
 		res = PQgetResult(conn);
@@ -217,23 +272,92 @@ run_query(PrimaryConn *pc, const char *sql, PGresult **results, int maxresults,
 		else
 			PQclear(res);
 	}
+	results[n] = NULL;
 
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n && failure == REMOTE_OK; i++)
 	{
 		if (PQresultStatus(results[i]) != PGRES_TUPLES_OK)
 		{
-			const char *sqlstate = PQresultErrorField(results[i], PG_DIAG_SQLSTATE);
-
-			appendStringInfo(errbuf, "%s%s",
-							 sqlstate ? sqlstate : "", ":");
-			appendStringInfoString(errbuf, pchomp(PQresultErrorMessage(results[i])));
-			for (int j = 0; j < n; j++)
-				PQclear(results[j]);
-			return false;
+			failure = classify_sqlstate(PQresultErrorField(results[i],
+														   PG_DIAG_SQLSTATE));
+			appendStringInfoString(errbuf,
+								   pchomp(PQresultErrorMessage(results[i])));
 		}
 	}
-	results[n] = NULL;
-	return n > 0;
+	if (failure == REMOTE_OK && n == 0)
+	{
+		failure = REMOTE_ERROR;
+		appendStringInfoString(errbuf, "the primary server returned no result");
+	}
+	if (failure != REMOTE_OK)
+	{
+		for (int i = 0; i < n; i++)
+			PQclear(results[i]);
+		results[0] = NULL;
+	}
+	return failure;
+}
+
+/* Send a (possibly multi-statement) query and collect its results. */
+static RemoteFailure
+run_query(PrimaryConn *pc, const char *sql, PGresult **results, int maxresults,
+		  bool (*interrupted) (void), StringInfo errbuf)
+{
+	if (!PQsendQuery(pc->conn, sql))
+	{
+		appendStringInfoString(errbuf, pchomp(PQerrorMessage(pc->conn)));
+		return REMOTE_ERROR;
+	}
+	return collect_results(pc, results, maxresults, interrupted, errbuf);
+}
+
+/*
+ * Run one statement with text parameters, and copy its result into palloc'd
+ * memory: rows of (value, length, isnull), binary values with "binary".
+ */
+RemoteFailure
+primary_query(PrimaryConn *pc, const char *sql, int nparams,
+			  const char *const *params, bool binary, RemoteResult **result,
+			  bool (*interrupted) (void), StringInfo errbuf)
+{
+	PGresult   *results[2];
+	PGresult   *res;
+	RemoteFailure failure;
+	RemoteResult *r;
+
+	if (!PQsendQueryParams(pc->conn, sql, nparams, NULL, params, NULL, NULL,
+						   binary ? 1 : 0))
+	{
+		appendStringInfoString(errbuf, pchomp(PQerrorMessage(pc->conn)));
+		return REMOTE_ERROR;
+	}
+	failure = collect_results(pc, results, 1, interrupted, errbuf);
+	if (failure != REMOTE_OK)
+		return failure;
+
+	res = results[0];
+	r = palloc0(sizeof(RemoteResult));
+	r->nrows = PQntuples(res);
+	r->ncols = PQnfields(res);
+	r->values = palloc0(sizeof(char *) * Max(r->nrows * r->ncols, 1));
+	r->lengths = palloc0(sizeof(int) * Max(r->nrows * r->ncols, 1));
+	for (int row = 0; row < r->nrows; row++)
+	{
+		for (int col = 0; col < r->ncols; col++)
+		{
+			int			i = row * r->ncols + col;
+
+			if (PQgetisnull(res, row, col))
+				continue;
+			r->lengths[i] = PQgetlength(res, row, col);
+			r->values[i] = palloc(r->lengths[i] + 1);
+			memcpy(r->values[i], PQgetvalue(res, row, col), r->lengths[i]);
+			r->values[i][r->lengths[i]] = '\0';
+		}
+	}
+	PQclear(res);
+	*result = r;
+	return REMOTE_OK;
 }
 
 static XLogRecPtr
@@ -253,6 +377,14 @@ get_xid(PGresult *res, int row, int col)
 	return (TransactionId) strtoul(PQgetvalue(res, row, col), NULL, 10);
 }
 
+static uint64
+get_uint64(PGresult *res, int row, int col)
+{
+	if (PQgetisnull(res, row, col))
+		return 0;
+	return (uint64) strtoull(PQgetvalue(res, row, col), NULL, 10);
+}
+
 static bool
 get_bool(PGresult *res, int row, int col)
 {
@@ -260,11 +392,46 @@ get_bool(PGresult *res, int row, int col)
 }
 
 /*
+ * Is pg_slotsync installed in the database we are connected to, at the
+ * version we need?  REMOTE_NOT_INSTALLED or REMOTE_OLD_VERSION if not (with
+ * the version found in errbuf for the latter).
+ */
+RemoteFailure
+primary_check_extension(PrimaryConn *pc, bool (*interrupted) (void),
+						StringInfo errbuf)
+{
+	PGresult   *results[2];
+	RemoteFailure failure;
+	char	   *version;
+
+	failure = run_query(pc,
+						"SELECT extversion FROM pg_catalog.pg_extension "
+						"WHERE extname OPERATOR(pg_catalog.=) 'pg_slotsync'",
+						results, 1, interrupted, errbuf);
+	if (failure != REMOTE_OK)
+		return failure;
+	if (PQntuples(results[0]) != 1 || PQgetisnull(results[0], 0, 0))
+	{
+		PQclear(results[0]);
+		return REMOTE_NOT_INSTALLED;
+	}
+	version = PQgetvalue(results[0], 0, 0);
+	if (strcmp(version, SLOT_SYNC_PRIMARY_EXTVERSION) != 0)
+	{
+		appendStringInfoString(errbuf, version);
+		PQclear(results[0]);
+		return REMOTE_OLD_VERSION;
+	}
+	PQclear(results[0]);
+	return REMOTE_OK;
+}
+
+/*
  * One round trip: wait (up to wait_ms) for the failover slots to change
  * from what "token" described, then fetch them.  Slots are palloc'd in the
  * current memory context.
  */
-bool
+RemoteFailure
 primary_fetch(PrimaryConn *pc, const char *standby_slot, bool have_token,
 			  uint64 token, int wait_ms, PrimaryInfo *info,
 			  RemoteSlot **slots, int *nslots, bool (*interrupted) (void),
@@ -274,18 +441,18 @@ primary_fetch(PrimaryConn *pc, const char *standby_slot, bool have_token,
 	char	   *slot_lit;
 	PGresult   *results[3];
 	PGresult   *res;
+	RemoteFailure failure;
 
 	slot_lit = PQescapeLiteral(pc->conn, standby_slot, strlen(standby_slot));
 	if (slot_lit == NULL)
 	{
-		appendStringInfo(errbuf, "%s", pchomp(PQerrorMessage(pc->conn)));
-		return false;
+		appendStringInfoString(errbuf, pchomp(PQerrorMessage(pc->conn)));
+		return REMOTE_ERROR;
 	}
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
 					 "SELECT change_token, in_recovery, wal_level_logical, "
-					 "standby_slot_is_physical, standby_slot_restart_lsn, "
-					 "standby_slot_catalog_xmin "
+					 "standby_slot_is_physical, standby_slot_catalog_xmin "
 					 "FROM pg_slotsync.wait_for_failover_slot_change(%s, ",
 					 slot_lit);
 	if (have_token)
@@ -295,31 +462,32 @@ primary_fetch(PrimaryConn *pc, const char *standby_slot, bool have_token,
 		appendStringInfoString(&sql, "NULL, ");
 	appendStringInfo(&sql, "%d);", wait_ms);
 	appendStringInfoString(&sql,
-						   "SELECT slot_name, plugin, database, two_phase, two_phase_at, "
-						   "restart_lsn, confirmed_flush_lsn, catalog_xmin, invalidated "
+						   "SELECT slot_name, plugin, database, two_phase, "
+						   "two_phase_at, restart_lsn, confirmed_flush_lsn, "
+						   "catalog_xmin, invalidated, incarnation "
 						   "FROM pg_slotsync.failover_slots()");
 	PQfreemem(slot_lit);
 
-	if (!run_query(pc, sql.data, results, 2, interrupted, errbuf))
-		return false;
+	failure = run_query(pc, sql.data, results, 2, interrupted, errbuf);
 	pfree(sql.data);
+	if (failure != REMOTE_OK)
+		return failure;
 
 	if (results[1] == NULL || PQntuples(results[0]) != 1)
 	{
 		appendStringInfoString(errbuf, "unexpected reply from the primary server");
 		for (int i = 0; results[i] != NULL; i++)
 			PQclear(results[i]);
-		return false;
+		return REMOTE_ERROR;
 	}
 
 	res = results[0];
-	info->token = (uint64) strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+	info->token = get_uint64(res, 0, 0);
 	info->in_recovery = get_bool(res, 0, 1);
 	info->wal_level_logical = get_bool(res, 0, 2);
 	info->standby_slot_exists = !PQgetisnull(res, 0, 3);
 	info->standby_slot_is_physical = get_bool(res, 0, 3);
-	info->standby_slot_restart_lsn = get_lsn(res, 0, 4);
-	info->standby_slot_catalog_xmin = get_xid(res, 0, 5);
+	info->standby_slot_catalog_xmin = get_xid(res, 0, 4);
 
 	res = results[1];
 	*nslots = PQntuples(res);
@@ -337,72 +505,95 @@ primary_fetch(PrimaryConn *pc, const char *standby_slot, bool have_token,
 		s->confirmed_flush = get_lsn(res, i, 6);
 		s->catalog_xmin = get_xid(res, i, 7);
 		s->invalidated = get_bool(res, i, 8);
+		s->incarnation = get_uint64(res, i, 9);
 	}
 	PQclear(results[0]);
 	PQclear(results[1]);
-	return true;
+	return REMOTE_OK;
 }
 
 /*
- * The primary's serialized snapshot at the slot's current restart_lsn.
- * Returns 1 with *data set (palloc'd) if there is one, 0 if there is none
- * (*data NULL), -1 on failure.  *restart_lsn is the slot's restart_lsn the
- * answer belongs to.
+ * The primary's serialized snapshots at the current restart_lsn of each of
+ * the given slots, in one round trip.  out[i] answers slots[i]: a slot the
+ * primary no longer has reads as !slot_found.  The files are palloc'd in
+ * the current memory context.
  */
-int
-primary_fetch_snapshot(PrimaryConn *pc, const char *slot_name,
-					   XLogRecPtr *restart_lsn, char **data, Size *len,
-					   bool (*interrupted) (void), StringInfo errbuf)
+RemoteFailure
+primary_fetch_snapshots(PrimaryConn *pc, const RemoteSlot *const *slots,
+						int nslots, RemoteSnapshot *out,
+						bool (*interrupted) (void), StringInfo errbuf)
 {
 	StringInfoData sql;
-	char	   *lit;
 	PGresult   *results[2];
 	PGresult   *res;
-	int			found = 0;
+	RemoteFailure failure;
 
-	*data = NULL;
-	*len = 0;
-	lit = PQescapeLiteral(pc->conn, slot_name, strlen(slot_name));
-	if (lit == NULL)
-	{
-		appendStringInfo(errbuf, "%s", pchomp(PQerrorMessage(pc->conn)));
-		return -1;
-	}
+	memset(out, 0, sizeof(RemoteSnapshot) * nslots);
+	if (nslots == 0)
+		return REMOTE_OK;
+
 	initStringInfo(&sql);
-	appendStringInfo(&sql,
-					 "SELECT restart_lsn, snapshot FROM pg_slotsync.failover_slot_snapshot(%s)",
-					 lit);
-	PQfreemem(lit);
-	if (!run_query(pc, sql.data, results, 1, interrupted, errbuf))
-		return -1;
-	pfree(sql.data);
-
-	res = results[0];
-	if (PQntuples(res) != 1)
+	appendStringInfoString(&sql,
+						   "SELECT slot_name, restart_lsn, snapshot "
+						   "FROM pg_slotsync.failover_slot_snapshots(ARRAY[");
+	for (int i = 0; i < nslots; i++)
 	{
-		PQclear(res);
-		*restart_lsn = InvalidXLogRecPtr;
-		return 0;
-	}
-	*restart_lsn = get_lsn(res, 0, 0);
-	if (!PQgetisnull(res, 0, 1))
-	{
-		size_t		binlen;
-		unsigned char *bin;
+		const char *name = NameStr(slots[i]->name);
+		char	   *lit = PQescapeLiteral(pc->conn, name, strlen(name));
 
-		bin = PQunescapeBytea((unsigned char *) PQgetvalue(res, 0, 1), &binlen);
-		if (bin == NULL)
+		if (lit == NULL)
 		{
-			PQclear(res);
-			appendStringInfoString(errbuf, "out of memory");
-			return -1;
+			appendStringInfoString(errbuf, pchomp(PQerrorMessage(pc->conn)));
+			pfree(sql.data);
+			return REMOTE_ERROR;
 		}
-		*data = palloc(binlen);
-		memcpy(*data, bin, binlen);
-		*len = binlen;
-		PQfreemem(bin);
-		found = 1;
+		appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "", lit);
+		PQfreemem(lit);
+	}
+	appendStringInfoString(&sql, "]::pg_catalog.name[])");
+
+	failure = run_query(pc, sql.data, results, 1, interrupted, errbuf);
+	pfree(sql.data);
+	if (failure != REMOTE_OK)
+		return failure;
+
+	/* rows come in the order asked, less those of vanished slots */
+	res = results[0];
+	for (int row = 0, next = 0; row < PQntuples(res); row++)
+	{
+		const char *name = PQgetvalue(res, row, 0);
+
+		for (int k = 0; k < nslots; k++)
+		{
+			int			i = (next + k) % nslots;
+			RemoteSnapshot *snap = &out[i];
+
+			if (snap->slot_found || strcmp(NameStr(slots[i]->name), name) != 0)
+				continue;
+			next = i + 1;
+			snap->slot_found = true;
+			snap->restart_lsn = get_lsn(res, row, 1);
+			if (!PQgetisnull(res, row, 2))
+			{
+				size_t		binlen;
+				unsigned char *bin;
+
+				bin = PQunescapeBytea((unsigned char *) PQgetvalue(res, row, 2),
+									  &binlen);
+				if (bin == NULL)
+				{
+					PQclear(res);
+					appendStringInfoString(errbuf, "out of memory");
+					return REMOTE_ERROR;
+				}
+				snap->data = palloc(binlen);
+				memcpy(snap->data, bin, binlen);
+				snap->len = binlen;
+				PQfreemem(bin);
+			}
+			break;
+		}
 	}
 	PQclear(res);
-	return found;
+	return REMOTE_OK;
 }

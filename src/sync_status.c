@@ -9,11 +9,15 @@
  * the primary listed in its last cycle, the state it reached and why it is
  * not ready; any backend reads it through pg_slotsync.sync_status and the
  * sync columns of pg_slotsync.replication_slots.  One entry per remote
- * slot, at most max_replication_slots of them (the standby could not hold
- * more copies anyway); entries of slots that left the primary's list are
- * removed at the end of each cycle.  A slot that cannot even be created on
- * the standby (its database missing, a same-name slot in the way) still has
- * an entry, so the DBA sees why.
+ * slot; entries of slots that left the primary's list are removed at the
+ * end of each cycle.  A slot that cannot even be created on the standby
+ * (its database missing, a same-name slot in the way, no free slot) still
+ * has an entry, so the DBA sees why.  There is room for twice as many
+ * entries as the standby has replication slots, so that a primary with more
+ * failover slots than the standby can hold still has each one reported
+ * (as no_free_slot); should even that overflow, slot_sync_status_set() says
+ * so to its caller, and the manual function reports the slots it could not
+ * record instead of claiming success.
  *
  * The claim: PostgreSQL 17 refuses a manual sync while its worker (or
  * another manual call) is syncing; so do we.  The claim is a pid in shared
@@ -32,32 +36,21 @@
 #include "replication/slot.h"
 #include "slot_sync.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "utils/builtins.h"
 #include "utils/pg_lsn.h"
 #include "utils/timestamp.h"
 
-PG_FUNCTION_INFO_V1(pg_slotsync_sync_status);
 
-typedef struct SyncStatusEntry
-{
-	NameData	name;
-	NameData	database;
-	SyncState	state;
-	SyncReason	reason_code;
-	bool		seen;			/* listed in the current cycle */
-	XLogRecPtr	remote_restart_lsn;
-	XLogRecPtr	remote_confirmed_flush;
-	TransactionId remote_catalog_xmin;
-	TimestampTz last_sync;		/* last time the copy matched the primary */
-	char		reason[256];
-} SyncStatusEntry;
 
 typedef struct SyncStatusShared
 {
-	slock_t		mutex;			/* protects claim_pid */
+	slock_t		mutex;			/* protects the three below */
 	pid_t		claim_pid;
+	uint64		claim_releases; /* how often a claim was given up */
+	Latch	   *launcher_latch; /* woken when a claim is given up */
 	LWLock	   *lock;			/* protects the entries */
 	int			nentries;
 	SyncStatusEntry entries[FLEXIBLE_ARRAY_MEMBER];
@@ -68,12 +61,18 @@ static SyncStatusShared *SyncStatus = NULL;
 /* where the syncing process expects its next entry (see status_set) */
 static int	next_hint = 0;
 
+/* How many entries there is room for. */
+static int
+status_capacity(void)
+{
+	return 2 * max_replication_slots + 16;
+}
+
 Size
 slot_sync_status_shmem_size(void)
 {
 	return add_size(offsetof(SyncStatusShared, entries),
-					mul_size(sizeof(SyncStatusEntry),
-							 Max(max_replication_slots, 1)));
+					mul_size(sizeof(SyncStatusEntry), status_capacity()));
 }
 
 void
@@ -84,27 +83,9 @@ slot_sync_status_shmem_init(void *ptr, bool found)
 	{
 		memset(SyncStatus, 0, slot_sync_status_shmem_size());
 		SpinLockInit(&SyncStatus->mutex);
-		SyncStatus->lock = &(GetNamedLWLockTranche(PG_SLOTSYNC_NAME))->lock;
+		SyncStatus->lock =
+			&(GetNamedLWLockTranche(PG_SLOTSYNC_NAME))[PG_SLOTSYNC_LWLOCK_STATUS].lock;
 	}
-}
-
-const char *
-sync_state_name(SyncState state)
-{
-	switch (state)
-	{
-		case SYNC_STATE_NOT_READY:
-			return "not_ready";
-		case SYNC_STATE_READY:
-			return "ready";
-		case SYNC_STATE_CONFLICT:
-			return "conflict";
-		case SYNC_STATE_INVALIDATED:
-			return "invalidated";
-		case SYNC_STATE_ERROR:
-			return "error";
-	}
-	return "unknown";
 }
 
 static void
@@ -138,15 +119,51 @@ slot_sync_claim(void)
 	return claimed;
 }
 
+/*
+ * Give up the claim, and wake the launcher: whatever the syncing process
+ * left behind (on an error or a FATAL exit) is the launcher's to clean up
+ * once nobody syncs.
+ */
 void
 slot_sync_release(void)
 {
+	Latch	   *latch = NULL;
+
 	if (SyncStatus == NULL)
 		return;
 	SpinLockAcquire(&SyncStatus->mutex);
 	if (SyncStatus->claim_pid == MyProcPid)
+	{
 		SyncStatus->claim_pid = 0;
+		SyncStatus->claim_releases++;
+		latch = SyncStatus->launcher_latch;
+	}
 	SpinLockRelease(&SyncStatus->mutex);
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
+/*
+ * The launcher registers its latch, and learns how often a claim was given
+ * up (to know when to look for debris).
+ */
+void
+slot_sync_set_launcher_latch(Latch *latch)
+{
+	SpinLockAcquire(&SyncStatus->mutex);
+	SyncStatus->launcher_latch = latch;
+	SpinLockRelease(&SyncStatus->mutex);
+}
+
+uint64
+slot_sync_claim_releases(void)
+{
+	uint64		n;
+
+	SpinLockAcquire(&SyncStatus->mutex);
+	n = SyncStatus->claim_releases;
+	SpinLockRelease(&SyncStatus->mutex);
+	return n;
 }
 
 void
@@ -159,7 +176,11 @@ slot_sync_status_begin_cycle(void)
 	LWLockRelease(SyncStatus->lock);
 }
 
-void
+/*
+ * Record a slot's state as of this cycle.  Returns false if there was no
+ * room for it.
+ */
+bool
 slot_sync_status_set(const RemoteSlot *remote, SyncState state,
 					 SyncReason code, const char *reason, bool synced_now)
 {
@@ -182,7 +203,7 @@ slot_sync_status_set(const RemoteSlot *remote, SyncState state,
 				   NameStr(remote->name)) == 0)
 			entry = &SyncStatus->entries[i];
 	}
-	if (entry == NULL && SyncStatus->nentries < Max(max_replication_slots, 1))
+	if (entry == NULL && SyncStatus->nentries < status_capacity())
 	{
 		entry = &SyncStatus->entries[SyncStatus->nentries++];
 		memset(entry, 0, sizeof(*entry));
@@ -191,6 +212,7 @@ slot_sync_status_set(const RemoteSlot *remote, SyncState state,
 	if (entry != NULL)
 	{
 		entry->database = remote->database;
+		entry->incarnation = remote->incarnation;
 		entry->state = state;
 		entry->reason_code = code;
 		entry->seen = true;
@@ -201,6 +223,30 @@ slot_sync_status_set(const RemoteSlot *remote, SyncState state,
 			entry->last_sync = GetCurrentTimestamp();
 		strlcpy(entry->reason, reason ? reason : "", sizeof(entry->reason));
 		next_hint = (entry - SyncStatus->entries) + 1;
+	}
+	LWLockRelease(SyncStatus->lock);
+	return entry != NULL;
+}
+
+/*
+ * Change the recorded state of a slot outside a cycle (a copy demoted when
+ * the standby's settings changed); nothing if it has no entry.
+ */
+void
+slot_sync_status_mark(const char *name, SyncState state, SyncReason code,
+					  const char *reason)
+{
+	LWLockAcquire(SyncStatus->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < SyncStatus->nentries; i++)
+	{
+		SyncStatusEntry *e = &SyncStatus->entries[i];
+
+		if (strcmp(NameStr(e->name), name) != 0)
+			continue;
+		e->state = state;
+		e->reason_code = code;
+		strlcpy(e->reason, reason, sizeof(e->reason));
+		break;
 	}
 	LWLockRelease(SyncStatus->lock);
 }
@@ -232,8 +278,8 @@ slot_sync_status_clear(void)
 }
 
 bool
-slot_sync_status_lookup(const char *name, SyncState *state, char *reason,
-						Size reasonlen, TimestampTz *last_sync)
+slot_sync_status_lookup(const char *name, SyncState *state, SyncReason *code,
+						char *reason, Size reasonlen, TimestampTz *last_sync)
 {
 	bool		found = false;
 
@@ -245,6 +291,8 @@ slot_sync_status_lookup(const char *name, SyncState *state, char *reason,
 		if (strcmp(NameStr(e->name), name) != 0)
 			continue;
 		*state = e->state;
+		if (code != NULL)
+			*code = e->reason_code;
 		strlcpy(reason, e->reason, reasonlen);
 		*last_sync = e->last_sync;
 		found = true;
@@ -255,60 +303,30 @@ slot_sync_status_lookup(const char *name, SyncState *state, char *reason,
 }
 
 /*
- * pg_slotsync.sync_status: one row per failover slot the syncing process
- * knows from the primary.
+ * Is any process synchronizing (the worker, or a manual call)?
  */
-Datum
-pg_slotsync_sync_status(PG_FUNCTION_ARGS)
+bool
+slot_sync_claimed_by_anyone(void)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	SyncStatusEntry *copy;
-	int			n;
+	pid_t		pid;
 
-	InitMaterializedSRF(fcinfo, 0);
+	SpinLockAcquire(&SyncStatus->mutex);
+	pid = SyncStatus->claim_pid;
+	SpinLockRelease(&SyncStatus->mutex);
+	return pid != 0;
+}
 
-	copy = palloc(sizeof(SyncStatusEntry) * Max(max_replication_slots, 1));
+/*
+ * A copy of every entry (palloc'd), for the views.
+ */
+SyncStatusEntry *
+slot_sync_status_copy(int *n)
+{
+	SyncStatusEntry *copy = palloc(sizeof(SyncStatusEntry) * status_capacity());
+
 	LWLockAcquire(SyncStatus->lock, LW_SHARED);
-	n = SyncStatus->nentries;
-	memcpy(copy, SyncStatus->entries, sizeof(SyncStatusEntry) * n);
+	*n = SyncStatus->nentries;
+	memcpy(copy, SyncStatus->entries, sizeof(SyncStatusEntry) * *n);
 	LWLockRelease(SyncStatus->lock);
-
-	for (int i = 0; i < n; i++)
-	{
-		SyncStatusEntry *e = &copy[i];
-		Datum		values[9];
-		bool		nulls[9] = {0};
-		const char *code = sync_reason_name(e->reason_code);
-
-		values[0] = NameGetDatum(&e->name);
-		values[1] = CStringGetTextDatum(NameStr(e->database));
-		values[2] = CStringGetTextDatum(sync_state_name(e->state));
-		if (code != NULL)
-			values[3] = CStringGetTextDatum(code);
-		else
-			nulls[3] = true;
-		if (e->reason[0] != '\0')
-			values[4] = CStringGetTextDatum(e->reason);
-		else
-			nulls[4] = true;
-		if (XLogRecPtrIsInvalid(e->remote_restart_lsn))
-			nulls[5] = true;
-		else
-			values[5] = LSNGetDatum(e->remote_restart_lsn);
-		if (XLogRecPtrIsInvalid(e->remote_confirmed_flush))
-			nulls[6] = true;
-		else
-			values[6] = LSNGetDatum(e->remote_confirmed_flush);
-		if (TransactionIdIsValid(e->remote_catalog_xmin))
-			values[7] = TransactionIdGetDatum(e->remote_catalog_xmin);
-		else
-			nulls[7] = true;
-		if (e->last_sync != 0)
-			values[8] = TimestampTzGetDatum(e->last_sync);
-		else
-			nulls[8] = true;
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
-							 values, nulls);
-	}
-	return (Datum) 0;
+	return copy;
 }

@@ -79,9 +79,9 @@ Creates, starts and returns ($primary, $standby).  Options:
                    code ref called with ($primary, $standby) after the
                    standby was initialized and before it starts
   start_standby    start the standby (default 1)
-
-When sync is on and the standby is started, waits for the worker to log
-that it started.
+  wait_started     when sync is on and the standby is started, wait for
+                   the worker to log that it started syncing (default 1;
+                   0 for a configuration that keeps it from syncing)
 
 =cut
 
@@ -138,7 +138,7 @@ pg_slotsync.sync_replication_slots = $sync_value
 	{
 		$standby->start;
 		$primary->wait_for_catchup($standby);
-		if ($sync)
+		if ($sync && ($opts{wait_started} // 1))
 		{
 			$standby->wait_for_log(qr/slot sync worker started/, 0);
 		}
@@ -241,12 +241,14 @@ sub wait_for_slot_match
 }
 
 # Move a slot nobody consumes forward on the primary, past a fresh
-# xl_running_xacts record (CHECKPOINT logs one): what a consumer does.
+# xl_running_xacts record (CHECKPOINT logs one): what a consumer does.  The
+# slot's database defaults to postgres.
 sub advance_slot
 {
-	my ($primary, $name) = @_;
-	$primary->safe_psql('postgres', 'CHECKPOINT');
-	$primary->safe_psql('postgres',
+	my ($primary, $name, $dbname) = @_;
+	$dbname //= 'postgres';
+	$primary->safe_psql($dbname, 'CHECKPOINT');
+	$primary->safe_psql($dbname,
 		"SELECT pg_replication_slot_advance('$name', pg_current_wal_lsn())");
 	return;
 }

@@ -13,6 +13,18 @@ SELECT f.slot_name, f.plugin, f.database, f.two_phase, f.invalidated,
 FROM pg_slotsync.failover_slots() f
 JOIN pg_replication_slots s USING (slot_name);
 
+-- every failover slot has an incarnation id, the same on every call
+SELECT incarnation AS fo_incarnation FROM pg_slotsync.failover_slots()
+WHERE slot_name = 'ps_fo' \gset
+SELECT :fo_incarnation IS NOT NULL AND :fo_incarnation <> 0 AS has_incarnation,
+       (SELECT incarnation FROM pg_slotsync.failover_slots()
+        WHERE slot_name = 'ps_fo') = :fo_incarnation AS stable;
+-- a slot dropped and created again under the same name is another slot
+SELECT pg_drop_replication_slot('ps_fo');
+SELECT slot_name FROM pg_slotsync.create_logical_replication_slot('ps_fo', 'test_decoding', failover => true);
+SELECT incarnation <> :fo_incarnation AS new_incarnation
+FROM pg_slotsync.failover_slots() WHERE slot_name = 'ps_fo';
+
 -- the long-poll: without a token it answers at once; with the current
 -- token it waits out its timeout; a change answers with a new token
 SELECT change_token IS NOT NULL AS has_token, in_recovery, wal_level_logical,
@@ -35,10 +47,20 @@ SELECT restart_lsn = (SELECT restart_lsn FROM pg_replication_slots WHERE slot_na
 FROM pg_slotsync.failover_slot_snapshot('ps_fo');
 SELECT count(*) FROM pg_slotsync.failover_slot_snapshot('no_such_slot');
 SELECT * FROM pg_slotsync.failover_slot_snapshot(NULL);
+-- many at once: a row per existing slot, in the order asked
+SELECT slot_name, restart_lsn = (SELECT restart_lsn FROM pg_replication_slots s
+                                 WHERE s.slot_name = f.slot_name) AS at_restart,
+       snapshot IS NULL AS no_snapshot
+FROM pg_slotsync.failover_slot_snapshots(ARRAY['ps_plain', 'no_such_slot', 'ps_fo']) f;
+SELECT count(*) FROM pg_slotsync.failover_slot_snapshots('{}');
+SELECT * FROM pg_slotsync.failover_slot_snapshots(NULL);
 
 -- standby-only: refused on a primary, in core's words
 SELECT pg_slotsync.sync_replication_slots();
 SELECT count(*) AS known_to_sync FROM pg_slotsync.sync_status;
+-- a primary is never "ready for failover" as a standby
+SELECT pid IS NULL AS no_worker, process, state, cycles, errors FROM pg_slotsync.sync_worker;
+SELECT slot_name, ready, state, reason_code, reason FROM pg_slotsync.failover_readiness();
 
 -- privileges: the worker's user needs REPLICATION
 CREATE ROLE slotsync_plain LOGIN;
@@ -46,6 +68,7 @@ SET ROLE slotsync_plain;
 SELECT count(*) FROM pg_slotsync.failover_slots();
 SELECT count(*) FROM pg_slotsync.wait_for_failover_slot_change('standby_slot', NULL, 0);
 SELECT count(*) FROM pg_slotsync.failover_slot_snapshot('ps_fo');
+SELECT count(*) FROM pg_slotsync.failover_slot_snapshots(ARRAY['ps_fo']);
 SELECT pg_slotsync.sync_replication_slots();
 RESET ROLE;
 DROP ROLE slotsync_plain;

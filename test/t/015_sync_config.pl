@@ -11,8 +11,9 @@ use Test::More;
 use SlotSyncTest;
 
 # Starts with hot_standby_feedback off.
-my ($primary, $standby) =
-  setup_primary_standby(standby_conf => "hot_standby_feedback = off\n");
+my ($primary, $standby) = setup_primary_standby(
+	standby_conf => "hot_standby_feedback = off\n",
+	wait_started => 0);
 my $checkpointer_pid = $standby->safe_psql('postgres',
 	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'");
 
@@ -35,6 +36,8 @@ is( $standby->safe_psql(
 		"SELECT count(*) FROM pg_slotsync.replication_slots WHERE synced"),
 	'0',
 	'nothing is synchronized without hot_standby_feedback');
+ok(!$standby->log_contains(qr/slot sync worker started/),
+	'the worker does not claim to have started while it cannot sync');
 
 my $offset = log_offset($standby);
 $standby->append_conf('postgresql.conf', "hot_standby_feedback = on\n");
@@ -43,6 +46,8 @@ ok( $standby->wait_for_log(
 		qr/replication slot synchronization worker will restart because of a parameter change/,
 		$offset),
 	'the worker restarts on the change');
+ok($standby->wait_for_log(qr/slot sync worker started/, $offset),
+	'it logs that it started once it syncs');
 ok(wait_for_slot_ready_advancing($primary, $standby, 'cfg1'),
 	'with hot_standby_feedback on, the slot becomes ready');
 

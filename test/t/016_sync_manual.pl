@@ -170,7 +170,6 @@ like(
 	'it times out');
 like($err, qr/DETAIL:.*mclash/s, 'naming the slot that is not ready');
 cmp_ok($elapsed, '>=', 1.9, 'after the timeout given');
-cmp_ok($elapsed, '<', 30, 'and not much later');
 
 create_failover_slot($primary, 'm4');
 ($ret, $out, $err) = $standby->psql('postgres',
@@ -195,9 +194,62 @@ is($standby->safe_psql('postgres', $not_ready_sql),
 	'0', 'no synced slot is left not ready after a time-out');
 
 # ---------------------------------------------------------------------
+# statement_timeout, cancel and termination leave nothing behind.  A slot
+# created now, before the call, is older than the call's anchor: with
+# fetching its history off, its copy is genuinely not ready while nobody
+# moves the slot on the primary.
+# ---------------------------------------------------------------------
+$standby->safe_psql('postgres',
+	'ALTER SYSTEM SET pg_slotsync.max_wal_fetch = 0');
+$standby->reload;
+sub debris_is
+{
+	my ($n) = @_;
+	return
+	  "SELECT count(*) = $n FROM pg_replication_slots WHERE slot_name IN ('mwait', 'pg_slotsync_anchor')";
+}
+create_failover_slot($primary, 'mwait');
+$primary->wait_for_catchup($standby);
+
+my $bg = start_bg_sql($standby,
+	"SELECT pg_slotsync.sync_replication_slots(timeout => '100s')");
+ok($standby->poll_query_until('postgres', debris_is(2)),
+	'while the call runs: a not-ready copy and the anchor');
+$standby->safe_psql('postgres',
+	"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%sync_replication_slots(timeout => ''100s'')%' AND pid <> pg_backend_pid()"
+);
+my ($t_ret, $t_out, $t_err) = finish_bg_sql($bg);
+isnt($t_ret, 0, 'the terminated call fails');
+ok($standby->poll_query_until('postgres', debris_is(0)),
+	'after the backend was terminated, nothing is left');
+
+my $memory_sql =
+  "SELECT count(*) FROM pg_backend_memory_contexts WHERE name LIKE 'pg_slotsync%'";
+my ($st_ret, $st_out, $st_err) = $standby->psql(
+	'postgres', "SET statement_timeout = '150ms';
+	SELECT pg_slotsync.sync_replication_slots();
+	SELECT pg_slotsync.sync_replication_slots();
+	SELECT pg_slotsync.sync_replication_slots();
+	RESET statement_timeout;
+	$memory_sql",
+	on_error_stop => 0);
+like(
+	$st_err,
+	qr/canceling statement due to statement timeout/,
+	'statement_timeout ends the call');
+is($st_out, '0', 'the failed calls left no memory behind in the session');
+ok($standby->poll_query_until('postgres', debris_is(0)),
+	'after statement_timeout, no not-ready copy and no anchor');
+
+$primary->safe_psql('postgres', "SELECT pg_drop_replication_slot('mwait')");
+$primary->wait_for_catchup($standby);
+
+# ---------------------------------------------------------------------
 # Two calls at once; cancelling a call.
 # ---------------------------------------------------------------------
-my $bg = start_bg_sql($standby,
+create_failover_slot($primary, 'mwait2');
+$primary->wait_for_catchup($standby);
+$bg = start_bg_sql($standby,
 	"SELECT pg_slotsync.sync_replication_slots(timeout => '100s')");
 my $bg_query_sql =
   "FROM pg_stat_activity WHERE query LIKE '%sync_replication_slots(timeout => ''100s'')%' AND state = 'active' AND pid <> pg_backend_pid()";
@@ -223,8 +275,12 @@ my ($bg_ret, $bg_out, $bg_err) = finish_bg_sql($bg);
 isnt($bg_ret, 0, 'the cancelled call fails');
 like($bg_err, qr/canceling statement due to user request/,
 	'because it was cancelled');
-is($standby->safe_psql('postgres', $not_ready_sql),
-	'0', 'no synced slot is left not ready after a cancel');
+ok( $standby->poll_query_until(
+		'postgres',
+		"SELECT count(*) = 0 FROM pg_replication_slots WHERE slot_name IN ('mwait2', 'pg_slotsync_anchor')"
+	),
+	'no not-ready copy and no anchor are left after a cancel');
+$primary->safe_psql('postgres', "SELECT pg_drop_replication_slot('mwait2')");
 
 # no conflict any more: a call succeeds again (the claim was released)
 $primary->safe_psql('postgres',

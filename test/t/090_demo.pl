@@ -11,6 +11,7 @@ use Cwd qw(abs_path);
 
 my $demo = abs_path(dirname(__FILE__) . '/../../scripts/demo.sh');
 my @ports = map { PostgreSQL::Test::Cluster::get_free_port() } 1 .. 3;
+my $tmp = PostgreSQL::Test::Utils::tempdir('demo');
 
 my ($stdout, $stderr);
 my $ok = IPC::Run::run(
@@ -21,6 +22,7 @@ my $ok = IPC::Run::run(
 		$ENV{DEMO_PRIMARY_PORT} = $ports[0];
 		$ENV{DEMO_STANDBY_PORT} = $ports[1];
 		$ENV{DEMO_SUBSCRIBER_PORT} = $ports[2];
+		$ENV{TMPDIR} = $tmp;
 	},
 	IPC::Run::timeout(120));
 
@@ -31,6 +33,6 @@ like($stdout, qr/\s15 \|\s+15 \|\s+1 \|\s+15\n/,
 	'the subscriber has rows 1 to 15 exactly once after the failover');
 like($stdout, qr/Done: every row exactly once/, 'the demo reaches its end');
 unlike($stderr, qr/DEMO FAILED/, 'no step failed');
-ok(!glob('/tmp/pg_slotsync_demo.*/primary'), 'the demo removed its directories');
+ok(!glob("$tmp/pg_slotsync_demo*"), 'the demo removed its directories');
 
 done_testing();
