@@ -83,3 +83,9 @@ endif
 .PHONY: demo
 demo:
 	bash $(srcdir)/scripts/demo.sh
+
+# Chaos and soak harness (docs/reliability.md):
+#   make chaos [CYCLES=50] [SEED=n] [MODE=ours|core18]
+.PHONY: chaos
+chaos:
+	PG_CONFIG=$(PG_CONFIG) /usr/bin/python3 $(srcdir)/test/chaos/chaos.py

@@ -21,7 +21,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
 	build-essential postgresql-15 postgresql-server-dev-15 \
 	postgresql-contrib libpq-dev libkrb5-dev libipc-run-perl make \
-	patroni etcd-server >/dev/null
+	patroni etcd-server python3 python3-psycopg2 >/dev/null
 
 export PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 make clean >/dev/null
