@@ -41,7 +41,8 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 
 # Parse a document: its code blocks, in order, each
-# { file, line, marker (the raw comment text or undef), lang, text,
+# { file, line, step (the number of its section heading, if any), marker
+#   (the raw comment text or undef), lang, text, first (its first line),
 #   role, kind, db, until, prints }.
 sub parse
 {
@@ -51,11 +52,20 @@ sub parse
 	close $fh;
 	chomp @lines;
 
-	my (@blocks, $marker, $marker_line);
+	my (@blocks, $marker, $marker_line, $step);
 	my $i = 0;
 	while ($i < @lines)
 	{
 		my $line = $lines[$i];
+		# numbered steps: "## 4. Build the standby", "### 9. The old ..."
+		if ($line =~ /^#+\s+(\d+)\.\s/)
+		{
+			$step = $1;
+		}
+		elsif ($line =~ /^#+\s/)
+		{
+			undef $step;
+		}
 		if ($line =~ /^<!--\s*run:(.*?)-->\s*$/)
 		{
 			die "$path:" . ($i + 1) . ": two run markers in a row\n"
@@ -83,6 +93,7 @@ sub parse
 				lang => $lang,
 				text => join("\n", @text) . "\n",
 				first => $text[0] // '',
+				step => $step,
 			};
 			if (defined $marker)
 			{
@@ -204,6 +215,7 @@ sub prose
 #   values    placeholder => value (updated by "prints")
 #   env       environment for shell steps (undef: unset)
 #   after_shell  code ref called after every shell step
+#   stderr    (set) the standard error of the last shell step
 # Returns the step's output.  Dies when the step fails.
 sub run_step
 {
@@ -315,6 +327,7 @@ sub run_shell
 	my $out = PostgreSQL::Test::Utils::slurp_file($outfile);
 	my $err = PostgreSQL::Test::Utils::slurp_file($errfile);
 	note("stderr: $err") if $err ne '';
+	$ctx->{stderr} = $err;
 	die "shell step failed: $err\n" unless $ok;
 	$out =~ s/^\s+|\s+$//g;
 	return $out;

@@ -18,6 +18,11 @@
 # gap, nothing delivered twice.  And no consumer ever waited for a listed
 # slot that did not exist (the runbook's step 2).
 #
+# Last, the primary fails after writing what the standby never received,
+# and the runbook's steps 2, 8 and 9 (as its section on failures says) make
+# the standby the primary and the old primary its standby: pg_rewind, as the
+# documented non-superuser, takes those writes back.
+#
 # Both "machines" are this one, so the test's pg_ctl gives each data
 # directory its own port and log file when it starts a server, as two
 # machines would have their own addresses (a server made by pg_basebackup
@@ -249,6 +254,27 @@ foreach my $node (@servers)
 		$node->name . ': no consumer waited for a missing standby slot');
 }
 
+# ---------------------------------------------------------------------
+# When the primary has failed after writing what the candidate never got,
+# steps 2, 8 and 9 as the runbook says: pg_rewind, as rewinder with the
+# grants of production.md, takes those writes back, after crash recovery
+# ---------------------------------------------------------------------
+$subscriber->safe_psql('app', 'ALTER SUBSCRIPTION orders_sub DISABLE');
+runbook_roles($node1, $node2);
+note('runbook: node1 fails, node2 takes over');
+run_doc_step($_) foreach runbook_step(2), runbook_step(8);
+# node1 is cut off from node2 now: what it commits, node2 never gets
+$node1->safe_psql('app',
+	"INSERT INTO orders SELECT g, 'diverged' FROM generate_series(1000000001, 1000000010) g");
+$node1->stop('immediate');
+$node2->safe_psql('app', "INSERT INTO orders VALUES (2000000001, 'after the failure')");
+run_doc_step($_) foreach runbook_step(9);
+like($ctx->{stderr}, qr/rewinding from last common checkpoint/,
+	'pg_rewind took back what the failed primary wrote alone');
+ok( $node1->poll_query_until('app',
+		"SELECT count(*) FILTER (WHERE node = 'diverged') = 0 AND count(*) FILTER (WHERE id = 2000000001) = 1 FROM orders"),
+	'the old primary follows the new one, without its own last writes');
+
 $subscriber->stop;
 $node2->stop;
 $node1->stop;
@@ -258,6 +284,31 @@ done_testing();
 
 # The runbook once, from $primary to $candidate.
 sub run_runbook
+{
+	my ($primary, $candidate) = @_;
+	runbook_roles($primary, $candidate);
+	note('runbook: from ' . $primary->name . ' to ' . $candidate->name);
+	run_doc_step($_) foreach @runbook_steps;
+
+	# the guarantee holds on the new primary: its consumers wait for the
+	# old primary, which streams from the slot the runbook made for it
+	is( $candidate->safe_psql('postgres',
+			'SHOW pg_slotsync.synchronized_standby_slots'),
+		$primary->name . '_slot',
+		$candidate->name . "'s consumers wait for its standby");
+	return;
+}
+
+# The blocks of the runbook's numbered step $n.
+sub runbook_step
+{
+	my ($n) = @_;
+	my @blocks = grep { defined $_->{step} && $_->{step} == $n } @runbook_steps;
+	die "the runbook has no step $n\n" unless @blocks;
+	return @blocks;
+}
+
+sub runbook_roles
 {
 	my ($primary, $candidate) = @_;
 	$ctx->{nodes} = {
@@ -276,15 +327,6 @@ sub run_runbook
 		'candidate-data' => $candidate->data_dir,
 		'cdc-file' => $cdc_file,
 	};
-	note('runbook: from ' . $primary->name . ' to ' . $candidate->name);
-	run_doc_step($_) foreach @runbook_steps;
-
-	# the guarantee holds on the new primary: its consumers wait for the
-	# old primary, which streams from the slot the runbook made for it
-	is( $candidate->safe_psql('postgres',
-			'SHOW pg_slotsync.synchronized_standby_slots'),
-		$primary->name . '_slot',
-		$candidate->name . "'s consumers wait for its standby");
 	return;
 }
 
@@ -341,10 +383,10 @@ $cases	*)
 		echo "test pg_ctl: unknown data directory \$data" >&2
 		exit 1;;
 esac
-if ! grep -q '^# this machine (runbook test)' "\$data/postgresql.conf"; then
-	printf '\\n# this machine (runbook test)\\nport = %s\\nunix_socket_directories = %s\\nlisten_addresses = %s\\n' \\
-		"\$port" "'\$sockets'" "'127.0.0.1'" >> "\$data/postgresql.conf"
-fi
+# last, so that it wins also over a postgresql.conf copied from another
+# server (by pg_basebackup, or by pg_rewind)
+printf '\\n# this machine (runbook test)\\nport = %s\\nunix_socket_directories = %s\\nlisten_addresses = %s\\n' \\
+	"\$port" "'\$sockets'" "'127.0.0.1'" >> "\$data/postgresql.conf"
 exec '$real' "\$@" -l "\$log" -o "--cluster-name=\$name"
 EOF
 	close $fh;
