@@ -315,20 +315,22 @@ sub run_shell
 	my ($ctx, $block, $script) = @_;
 	my $dir = $ctx->{workdir};
 	my ($outfile, $errfile) = ("$dir/step.out", "$dir/step.err");
-	my $ok;
-	{
+	my $ok = eval {
 		local %ENV = (%ENV, %{ $ctx->{env} });
 		delete $ENV{$_} foreach grep { !defined $ENV{$_} } keys %ENV;
-		$ok = IPC::Run::run([ 'bash', '-e', '-o', 'pipefail', '-c', $script ],
+		IPC::Run::run([ 'bash', '-e', '-o', 'pipefail', '-c', $script ],
 			'<', \undef, '>', $outfile, '2>', $errfile,
 			IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
-	}
+	};
+	my $failure = $@;
+	# also when it failed or timed out: a server it started must be known,
+	# so that the test stops it
 	$ctx->{after_shell}->() if $ctx->{after_shell};
 	my $out = PostgreSQL::Test::Utils::slurp_file($outfile);
 	my $err = PostgreSQL::Test::Utils::slurp_file($errfile);
 	note("stderr: $err") if $err ne '';
 	$ctx->{stderr} = $err;
-	die "shell step failed: $err\n" unless $ok;
+	die "shell step failed: $failure$err\n" unless $ok;
 	$out =~ s/^\s+|\s+$//g;
 	return $out;
 }
