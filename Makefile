@@ -51,7 +51,7 @@ DATA = sql/pg_slotsync--1.0.sql \
 
 # The regression suite needs the library preloaded, so it runs in a
 # temporary instance of its own (like pg_cron) rather than the user's server.
-REGRESS = failover_flag failover_patterns privileges primary_side gate_status upgrade
+REGRESS = failover_flag failover_patterns privileges primary_side gate_status upgrade install_schema
 REGRESS_OPTS = --inputdir=test --outputdir=test \
 	--temp-config=$(srcdir)/test/pg_slotsync.conf \
 	--temp-instance=$(CURDIR)/tmp_check_regress
