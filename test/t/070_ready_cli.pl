@@ -136,5 +136,28 @@ like($err, qr/WARNING: consumers of these slots lose their position and must be 
 like($out, qr/promotion allowed after refusing for \d+ s/, 'it says why');
 ok(!-f $state, 'the state file is gone, for the next failover');
 
+# A refusal whose failover another standby resolved: the state file stays
+# behind on this one.  When a primary has since sent it WAL, that refusal
+# is from an earlier failover, and must not count towards the next one:
+# the next failover is refused again for give-up-after seconds, during
+# which a ready standby can be promoted instead.
+($rc, $out) = ready($standby, '--pre-promote', '--give-up-after', '2',
+	'--state-file', $state);
+is($rc, 1, 'the next failover: refused');
+my $refused_at = time();
+$primary->start;
+$primary->safe_psql('postgres', 'CREATE TABLE after_refusal ()');
+$primary->wait_for_catchup($standby, 'replay', $primary->lsn('insert'));
+ok(wait_until(sub { time() >= $refused_at + 3 }),
+	'more than --give-up-after seconds later');
+$primary->stop('immediate');
+($rc, $out, $err) = ready($standby, '--pre-promote', '--give-up-after', '2',
+	'--state-file', $state);
+is($rc, 1,
+	'a failover after the standby followed a primary again is refused anew');
+like($out, qr/refusing promotion for up to 2 more seconds/,
+	'counting from its own first refusal');
+is($err, '', 'and nothing is said to be lost');
+
 $standby->stop;
 done_testing();
