@@ -183,7 +183,8 @@ typedef enum StaleAction
 extern void slot_sync_decide(const SyncInputs *in, SyncPlan *plan);
 extern StaleAction sync_stale_action(bool replace, bool listed, int64 seen_ms,
 									 int grace_ms);
-extern bool sync_local_protection_lost(bool feedback, const char *slot_name,
+extern bool sync_local_protection_lost(bool feedback, bool streaming,
+									   const char *slot_name,
 									   bool slot_name_changed,
 									   char *why, Size whylen);
 extern SyncState sync_reported_state(SyncState recorded, bool marker_ready,

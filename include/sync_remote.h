@@ -66,6 +66,7 @@ typedef struct RemoteResult
 typedef struct PrimaryConn PrimaryConn;
 
 extern const char *slot_sync_conninfo(void);
+extern bool slot_sync_streaming(void);
 extern char *slot_sync_dbname(void);
 extern char *conninfo_dbname(const char *conninfo);
 extern PrimaryConn *primary_connect(const char *conninfo,

@@ -62,6 +62,7 @@
 #include "slot_marker.h"
 #include "slot_sync.h"
 #include "snapshot_file.h"
+#include "sync_remote.h"
 #include "storage/lmgr.h"
 #include "storage/procarray.h"
 #include "utils/builtins.h"
@@ -371,7 +372,8 @@ sync_demote_if_unprotected(bool slot_name_changed)
 	bool		own_xact;
 	int			demoted;
 
-	if (!sync_local_protection_lost(hot_standby_feedback, PrimarySlotName,
+	if (!sync_local_protection_lost(hot_standby_feedback,
+									slot_sync_streaming(), PrimarySlotName,
 									slot_name_changed, why, sizeof(why)))
 	{
 		last_why[0] = '\0';

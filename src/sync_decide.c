@@ -69,8 +69,9 @@
  * promotion) and proven again from the primary's current position like a
  * new one.  The standby's own settings can tell the same before the
  * primary does: hot_standby_feedback off, primary_slot_name unset or
- * changed (sync_local_protection_lost()); the syncing process, or the
- * launcher when nobody syncs, then demotes every ready copy.
+ * changed while WAL streams (sync_local_protection_lost()); the syncing
+ * process, or the launcher when nobody syncs, then demotes every ready
+ * copy.
  *
  * A ready copy that is merely not current is still safe where it is: a
  * consumer resuming from it gets every change after its position, some of
@@ -575,13 +576,24 @@ decide_staleness(const SyncInputs *in, SyncPlan *plan)
  * of copies?  hot_standby_feedback carries them to the physical slot named
  * by primary_slot_name; without either, or with another slot named now,
  * nothing is known to keep them.  Says why in "why".
+ *
+ * The slot name only matters while WAL streams to the standby ("streaming":
+ * primary_conninfo is set).  With no upstream nothing replays a removal of
+ * catalog rows, so the copies stay as safe as they were: an HA tool that
+ * finds no leader (Patroni) takes primary_conninfo and primary_slot_name
+ * away until one leads, and demoting every copy then would make whichever
+ * standby it promotes drop them all.  Once WAL streams again, the slot the
+ * standby streams through is checked on the primary as always (rule 2).
  */
 bool
-sync_local_protection_lost(bool feedback, const char *slot_name,
-						   bool slot_name_changed, char *why, Size whylen)
+sync_local_protection_lost(bool feedback, bool streaming,
+						   const char *slot_name, bool slot_name_changed,
+						   char *why, Size whylen)
 {
 	if (!feedback)
 		strlcpy(why, "\"hot_standby_feedback\" is off", whylen);
+	else if (!streaming)
+		return false;
 	else if (slot_name == NULL || slot_name[0] == '\0')
 		strlcpy(why, "\"primary_slot_name\" is not set", whylen);
 	else if (slot_name_changed)

@@ -97,6 +97,17 @@ slot_sync_conninfo(void)
 }
 
 /*
+ * Does WAL stream to this standby from somewhere: is the walreceiver's
+ * primary_conninfo set?  (Not the worker's own connection string: what
+ * matters for the copies is what is replayed here.)
+ */
+bool
+slot_sync_streaming(void)
+{
+	return PrimaryConnInfo != NULL && PrimaryConnInfo[0] != '\0';
+}
+
+/*
  * The database the worker connects to on the primary, palloc'd, or NULL
  * if none is named anywhere.
  */

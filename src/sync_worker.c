@@ -33,9 +33,12 @@
  * that it restarts, and start
  * over with the new settings (a new connection, a first cycle).  Settings
  * that leave the primary no reason to keep the copies' catalog rows
- * (hot_standby_feedback off, primary_slot_name unset or changed, see
- * sync_local_protection_lost()) make it demote every ready copy at once:
- * they are proven again once the settings allow.
+ * (hot_standby_feedback off, primary_slot_name unset or changed while WAL
+ * streams, see sync_local_protection_lost()) make it demote every ready
+ * copy at once: they are proven again once the settings allow.  "Changed"
+ * is judged against the slot WAL last streamed through, so that a standby
+ * whose HA tool empties primary_conninfo and primary_slot_name while no
+ * member leads, then names the same slot again, keeps its copies.
  *
  * Everything it does is reported in shared memory for the views
  * (worker_status.c): started, what keeps it from syncing, every completed
@@ -241,7 +244,32 @@ typedef struct WorkerState
 	int			retry_ms;
 	int			next_wait_ms;
 	bool		announced;		/* "slot sync worker started" logged */
+	char	   *streamed_slot_name; /* primary_slot_name last seen while WAL
+									 * streamed; NULL before that */
 } WorkerState;
+
+/*
+ * Is primary_slot_name another slot than the one WAL last streamed
+ * through?  Remembers the current one while WAL streams.  Streaming from
+ * nowhere for a while changes nothing, nor does streaming for the first
+ * time since the worker started (the first cycle checks that slot on the
+ * primary).
+ */
+static bool
+streamed_slot_name_changed(WorkerState *ws)
+{
+	const char *now = PrimarySlotName ? PrimarySlotName : "";
+	bool		changed;
+
+	if (!slot_sync_streaming())
+		return false;
+	changed = ws->streamed_slot_name != NULL &&
+		strcmp(ws->streamed_slot_name, now) != 0;
+	if (ws->streamed_slot_name)
+		pfree(ws->streamed_slot_name);
+	ws->streamed_slot_name = MemoryContextStrdup(TopMemoryContext, now);
+	return changed;
+}
 
 /* Stop, reload or restart as the signals and settings say. */
 static void
@@ -267,8 +295,7 @@ handle_interrupts(WorkerState *ws)
 	{
 		ereport(LOG,
 				(errmsg("replication slot synchronization worker will restart because of a parameter change")));
-		sync_demote_if_unprotected(strcmp(ws->watched.slot_name,
-									 PrimarySlotName ? PrimarySlotName : "") != 0);
+		sync_demote_if_unprotected(streamed_slot_name_changed(ws));
 		watched_settings_take(&ws->watched);
 		sync_session_disconnect(&ws->session);
 		ws->retry_ms = SYNC_RETRY_MIN_MS;
@@ -353,6 +380,7 @@ pg_slotsync_worker_main(Datum arg)
 			proc_exit(0);
 	}
 	watched_settings_take(&ws.watched);
+	(void) streamed_slot_name_changed(&ws);
 	worker_status_started(false);
 
 	for (;;)
