@@ -303,7 +303,8 @@ static const ReplyColumn wait_columns[] = {
 	{"standby_slot_is_physical", BOOLOID, true, true},
 	{"standby_slot_catalog_xmin", XIDOID, true, true},
 	{"system_identifier", INT8OID, false, true},
-	{"timeline", INT4OID, false, true}
+	/* NULL from a server in recovery, which the caller then refuses */
+	{"timeline", INT4OID, true, true}
 };
 
 /* A slot gone from the list ("removed") has nothing but its name. */

@@ -153,6 +153,26 @@ ok(wait_for_slot_match($primary, $standby, 'cfg1'),
 	'older slots follow their primary slots again');
 
 # ---------------------------------------------------------------------
+# The upstream is a standby (here the standby itself: same cluster, in
+# recovery), as when an HA tool points a standby at a member that has
+# taken the leader key but is not promoted yet.
+# ---------------------------------------------------------------------
+$offset = log_offset($standby);
+$standby->append_conf('postgresql.conf',
+	"pg_slotsync.primary_conninfo = '" . $standby->connstr . " dbname=postgres'\n");
+$standby->reload;
+ok( $standby->wait_for_log(
+		qr/cannot synchronize replication slots from a standby server/,
+		$offset),
+	'a standby as upstream is reported as such');
+ok( !$standby->log_contains(qr/malformed reply/, $offset),
+	'not as a malformed reply');
+$standby->append_conf('postgresql.conf', "pg_slotsync.primary_conninfo = ''\n");
+$standby->reload;
+ok(wait_for_slot_match($primary, $standby, 'cfg1'),
+	'pointed at the primary again, it syncs');
+
+# ---------------------------------------------------------------------
 # Never a crash.
 # ---------------------------------------------------------------------
 is($standby->safe_psql('postgres', 'SELECT 1'),
