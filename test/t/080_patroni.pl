@@ -3,9 +3,11 @@
 # pg_recvlogical consumer, with rows inserted all along.
 #
 # What a user of Patroni must be able to rely on:
-#  - the failover slots are synchronized to both replicas;
+#  - the failover slots are synchronized to both replicas, by sync workers
+#    that connect through the primary_conninfo Patroni writes plus
+#    pg_slotsync.primary_dbname, and so follow every leader change;
 #  - Patroni drops none of our slots (failover slots, synced copies, the
-#    anchor) across restarts, switchovers and a failover;
+#    anchor) across restarts, switchovers and failovers;
 #  - "patronictl switchover" and a kill -9 of the leader's postmaster
 #    (primary_start_timeout: 0, so a replica is promoted at once) deliver
 #    every row exactly once to the subscriber (its table has no key, so a
@@ -13,25 +15,34 @@
 #  - neither consumer ever sees a row the surviving cluster does not have
 #    (the gate, pg_slotsync.synchronized_standby_slots), although the
 #    failover loses rows the old leader committed;
-#  - Patroni runs pre_promote on the member it promotes, whose copies are
-#    ready at that moment;
+#  - pre_promote runs "pg_slotsync_ready --pre-promote", which lets a
+#    candidate whose copies are ready be promoted at once; with one ready
+#    and one not-ready replica, a switchover to the not-ready one ends with
+#    the ready one leading; with none ready, the cluster has no leader only
+#    until --give-up-after has passed, then a member is promoted and the
+#    hook names the slot that is lost;
 #  - an old leader that rejoins ends up with synced, sync-ready copies of
 #    the failover slots that do not hold back the new primary's
-#    catalog_xmin: after a crash and pg_rewind, after a switchover of a
-#    member that was once a replica, and -- not yet: issue 14, the TODO
-#    block -- after a switchover of the member the slots were created on
-#    (today docs/patroni.md's manual step, applied here, is needed).
+#    catalog_xmin, with no manual step: after a switchover of the member
+#    the slots were created on (pg_slotsync.stale_slots = replace, the
+#    default, drops its own slots and logs where they were), after a crash
+#    and pg_rewind, and after a switchover of a member that was once a
+#    replica.
 #
 # The configuration is the one docs/patroni.md explains, setting by setting.
 # The order of events: start, restarts, switchover n1 -> n2, kill -9 of n2
-# (n1 or n3 is promoted, n2 is rewound), switchover to the third member.
+# (n1 or n3 is promoted, n2 is rewound), switchover to the third member;
+# then the pre_promote cases, with a third failover slot "idle" whose copy
+# is made impossible on a replica by a same-name slot of its own, kept with
+# pg_slotsync.stale_slots = keep: a switchover to n2 while only n2 has such
+# a slot, and the leader stopped while both replicas have one.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use PatroniCluster;
-use SlotSyncTest qw(wait_until);
+use SlotSyncTest qw(wait_until copy_slot_to_standby);
 
 if (my $prog = PatroniCluster::missing())
 {
@@ -42,10 +53,6 @@ if (my $prog = PatroniCluster::missing())
 $SlotSyncTest::WAIT_SECS = 90;
 
 my $pc = PatroniCluster->new(members => [qw(n1 n2 n3)]);
-
-# The sync worker's own connection: every member, and libpq keeps the one
-# that accepts writes, so it follows each leader change without help.
-my $worker_conninfo = $pc->conninfo(user => 'replicator');
 
 $pc->set_dcs(<<"EOF");
 ttl: 20
@@ -68,32 +75,24 @@ postgresql:
     shared_buffers: 16MB
     wal_receiver_status_interval: 1s
     pg_slotsync.sync_replication_slots: 'on'
+    pg_slotsync.primary_dbname: postgres
     pg_slotsync.synchronized_standby_slots: 'ANY 1 (n1, n2, n3)'
-    pg_slotsync.primary_conninfo: '$worker_conninfo'
 EOF
 
 # pre_promote: Patroni runs it after taking the leader key and before
-# promoting.  Until pg_slotsync has a readiness check that is safe to block
-# on (issue 14), it only records what the candidate's sync saw, and never
-# refuses (see docs/patroni.md).
-my $pre_promote = "$PostgreSQL::Test::Utils::tmp_check/080_pre_promote.sh";
-my $pre_promote_log = "$PostgreSQL::Test::Utils::log_path/080_patroni_pre_promote.log";
-open my $pp, '>', $pre_promote or die;
-print $pp <<"EOF";
-#!/bin/sh
-# log what this candidate's sync worker last saw; never refuse a promotion
-{
-	echo "pre_promote on \$1 at \$(date)"
-	psql -X -At -h "\$2" -p "\$3" -d postgres -c "SELECT coalesce(slot_name::text, 'standby') || ': ' || CASE WHEN ready THEN 'ready' ELSE 'NOT READY ' || coalesce(reason_code, state) || coalesce(' (' || reason || ')', '') END FROM pg_slotsync.failover_readiness() ORDER BY slot_name NULLS FIRST"
-} >> '$pre_promote_log' 2>&1
-exit 0
-EOF
-close $pp;
-chmod 0755, $pre_promote;
+# promoting; it splits the line like a shell would and adds no arguments.
+# The check's output goes to Patroni's standard output and error: here,
+# the member's Patroni log.  A short --give-up-after keeps the test fast;
+# the state files stay with the test's files.
+my $give_up = 10;
+my $state_dir = "$PostgreSQL::Test::Utils::tmp_check/080_pre_promote";
+mkdir $state_dir or die "could not create $state_dir: $!";
 for my $m ($pc->members)
 {
 	$pc->set_postgresql_extra($m,
-		"pre_promote: $pre_promote $m ${\ $pc->pg($m)->host} ${\ $pc->port($m)}");
+		    "pre_promote: ${\ $pc->bindir}/pg_slotsync_ready --pre-promote"
+		  . " --give-up-after $give_up --state-file $state_dir/$m.state"
+		  . " -h ${\ $pc->pg($m)->host} -p ${\ $pc->port($m)}");
 }
 
 $pc->start_etcd;
@@ -152,16 +151,20 @@ $pc->start_bg('inserter',
 	"$PostgreSQL::Test::Utils::log_path/080_patroni_inserter.log",
 	'bash', $inserter);
 
+# Member $m has sync-ready copies of the consumers' slots (and of the
+# other slots named).
 sub ready_on
 {
-	my ($m, $secs) = @_;
+	my ($m, $secs, @more) = @_;
+	my @slots = ('sub1', 'cdc', @more);
+	my $list = join(', ', map { "'$_'" } @slots);
 	return wait_until(
 		sub {
 			my $n = $pc->try_sql($m,
 				"SELECT count(*) FROM pg_slotsync.replication_slots
-				 WHERE slot_name IN ('sub1', 'cdc') AND synced AND NOT temporary
+				 WHERE slot_name IN ($list) AND synced AND NOT temporary
 				   AND sync_state = 'ready'");
-			return defined $n && $n eq '2';
+			return defined $n && $n == @slots;
 		},
 		$secs);
 }
@@ -182,19 +185,35 @@ sub show_sync_state
 	return;
 }
 
-# Patroni ran pre_promote on member $m (last), and failover_readiness()
-# said both copies were ready then.  What it said of the standby as a whole
-# is only shown: the primary is gone or going at that moment, so today it
-# says "sync_failing".
-sub pre_promote_saw
+# Where each member's Patroni log ends now.
+sub patroni_log_offsets
 {
-	my ($m) = @_;
-	my ($last) = slurp_file($pre_promote_log) =~ /.*^(pre_promote on .*)\z/ms;
+	return { map { $_ => $pc->log_offset($pc->patroni_log($_)) } $pc->members };
+}
+
+# Member $m's Patroni log since the offsets taken before an event.
+sub patroni_log_since
+{
+	my ($m, $offsets) = @_;
+	return $pc->log_since($pc->patroni_log($m), $offsets->{$m});
+}
+
+# Patroni ran pre_promote on member $m, whose check found every copy ready
+# and allowed the promotion at once.
+sub pre_promote_allowed
+{
+	my ($m, $offsets) = @_;
+	my $log = patroni_log_since($m, $offsets);
 	like(
-		$last // '',
-		qr/^pre_promote on $m at [^\n]*\nstandby: .*\ncdc: ready\nsub1: ready\n?\z/s,
-		"Patroni ran pre_promote on $m, when both copies were ready");
-	note "pre_promote log: $last";
+		$log,
+		qr/^pg_slotsync_ready: ready(?: for promotion)?: every failover slot has a sync-ready copy/m,
+		"the pre_promote check on $m found every copy ready");
+	like(
+		$log,
+		qr/pre_promote script `[^`]*pg_slotsync_ready[^`]*` exited with 0/,
+		"and Patroni promoted $m");
+	unlike($log, qr/^pg_slotsync_ready: (?:not ready|WARNING)/m,
+		"the check on $m did not refuse first");
 	return;
 }
 
@@ -216,47 +235,6 @@ sub consumers_get_rows_from
 		"pg_recvlogical gets rows inserted on $m");
 	return;
 }
-
-ok(ready_on($_), "the failover slots are sync-ready on $_") for qw(n2 n3);
-consumers_get_rows_from('n1');
-
-# Restarts: Patroni re-reads the slots of a member whose PostgreSQL
-# restarted, and drops those it does not know unless ignore_slots covers
-# them.  Two loops after the restart that has happened.
-for my $m (qw(n3 n1))
-{
-	my $offset = $pc->log_offset($pc->patroni_log($m));
-	my ($rc) = $pc->patronictl('restart', 'pgss', $m, '--force');
-	is($rc, 0, "patronictl restart $m");
-	ok($pc->wait_for_patroni_log($m, qr/no action\. I am \($m\)/, $offset, 2),
-		"Patroni on $m ran two loops after the restart");
-}
-is($pc->wait_for_leader, 'n1', 'n1 leads after the restarts');
-ok($pc->wait_for_streaming($_), "$_ streams after the restarts")
-  for qw(n2 n3);
-ok(ready_on('n3'), 'the copies on the restarted replica n3 are still ready');
-is( $n1->safe_psql(
-		'postgres',
-		"SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots WHERE slot_type = 'logical'"
-	),
-	'cdc,sub1',
-	'the leader kept its failover slots across its restart');
-
-# Switchover to n2.  n1 shuts down cleanly and rejoins without pg_rewind.
-ok(ready_on('n2'), 'n2 is ready before the switchover');
-my $n1_offset = $pc->log_offset($pc->patroni_log('n1'));
-my ($rc) = $pc->patronictl('switchover', 'pgss', '--leader', 'n1',
-	'--candidate', 'n2', '--force');
-is($rc, 0, 'patronictl switchover to n2');
-is($pc->wait_for_leader('n2'), 'n2', 'n2 leads after the switchover');
-pre_promote_saw('n2');
-consumers_get_rows_from('n2');
-ok($pc->wait_for_streaming('n1', 120), 'the old leader n1 rejoins');
-is( join("\n",
-		$pc->log_since($pc->patroni_log('n1'), $n1_offset) =~
-		  /^(.*running pg_rewind.*)$/mg),
-	'',
-	'n1 rejoined without pg_rewind');
 
 # The new primary's oldest failover-slot catalog_xmin now; the rejoined
 # member's feedback must reach it once its copies follow the new primary.
@@ -281,30 +259,82 @@ sub feedback_catches_up
 	return $ok;
 }
 
-TODO:
+# Member $m rejoined the leader of the moment without pg_rewind.
+sub rejoined_without_rewind
 {
-	local $TODO =
-	  'issue 14, the demoted primary: a rejoined old leader keeps its own slots';
-	ok(ready_on('n1', 20),
-		'n1, rejoined without pg_rewind, has sync-ready copies')
-	  or show_sync_state('n1');
-	ok(feedback_catches_up('n2', 'n1'),
-		'n1 no longer holds back the catalog_xmin of the new primary');
+	my ($m, $offsets) = @_;
+	ok($pc->wait_for_streaming($m, 120), "the old leader $m rejoins");
+	is( join("\n",
+			patroni_log_since($m, $offsets) =~ /^(.*running pg_rewind.*)$/mg),
+		'',
+		"$m rejoined without pg_rewind");
+	return;
 }
 
-# Today's fix (docs/patroni.md): on a PostgreSQL 15 standby every logical
-# slot the sync worker did not make, but its anchor, is left over from when
-# the member was a primary; drop them, and the worker makes copies.
-$pc->pg('n1')->safe_psql(
-	'postgres', q{
-	SELECT pg_drop_replication_slot(slot_name)
-	FROM pg_slotsync.replication_slots
-	WHERE slot_type = 'logical' AND NOT synced AND NOT temporary
-	  AND slot_name <> 'pg_slotsync_anchor'});
-ok(ready_on('n1'), 'after its own slots are dropped, n1 has sync-ready copies')
+ok(ready_on($_), "the failover slots are sync-ready on $_") for qw(n2 n3);
+consumers_get_rows_from('n1');
+my $n2_conninfo = $pc->try_sql('n2', 'SHOW primary_conninfo') // '';
+like($n2_conninfo, qr/\bport=${\ $pc->port('n1')}\b/,
+	'Patroni wrote n2\'s primary_conninfo, with n1\'s address');
+unlike($n2_conninfo, qr/dbname/,
+	'without a dbname: the worker syncs through pg_slotsync.primary_dbname');
+
+# Restarts: Patroni re-reads the slots of a member whose PostgreSQL
+# restarted, and drops those it does not know unless ignore_slots covers
+# them.  Two loops after the restart that has happened.
+for my $m (qw(n3 n1))
+{
+	my $offset = $pc->log_offset($pc->patroni_log($m));
+	my ($rc) = $pc->patronictl('restart', 'pgss', $m, '--force');
+	is($rc, 0, "patronictl restart $m");
+	ok($pc->wait_for_patroni_log($m, qr/no action\. I am \($m\)/, $offset, 2),
+		"Patroni on $m ran two loops after the restart");
+}
+is($pc->wait_for_leader, 'n1', 'n1 leads after the restarts');
+ok($pc->wait_for_streaming($_), "$_ streams after the restarts")
+  for qw(n2 n3);
+ok(ready_on('n3'), 'the copies on the restarted replica n3 are still ready');
+is( $n1->safe_psql(
+		'postgres',
+		"SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots WHERE slot_type = 'logical'"
+	),
+	'cdc,sub1',
+	'the leader kept its failover slots across its restart');
+
+# Switchover to n2, after waiting for it as docs/patroni.md advises for a
+# planned switchover.  n1 shuts down cleanly and rejoins without
+# pg_rewind, with the slots created on it still there: a demoted primary.
+is( $pc->pg('n2')->safe_psql('postgres',
+		"SELECT pg_slotsync.wait_for_failover_ready('60 s')"),
+	't',
+	'wait_for_failover_ready() on n2: its copies are ready and caught up');
+my $offsets = patroni_log_offsets();
+my $n1_server_offset = $pc->log_offset($n1->logfile);
+my ($rc) = $pc->patronictl('switchover', 'pgss', '--leader', 'n1',
+	'--candidate', 'n2', '--force');
+is($rc, 0, 'patronictl switchover to n2');
+is($pc->wait_for_leader('n2'), 'n2', 'n2 leads after the switchover');
+pre_promote_allowed('n2', $offsets);
+consumers_get_rows_from('n2');
+rejoined_without_rewind('n1', $offsets);
+
+# pg_slotsync.stale_slots = replace (the default): the rejoined n1's own
+# slots are dropped, their positions logged, and the new primary's synced
+# in their place, with nothing done by hand.
+ok(ready_on('n1'), 'n1, rejoined without pg_rewind, has sync-ready copies')
   or show_sync_state('n1');
+my $n1_server_log = $pc->log_since($n1->logfile, $n1_server_offset);
+for my $slot (qw(cdc sub1))
+{
+	like(
+		$n1_server_log,
+		qr/LOG:  dropped stale replication slot "$slot" of database with OID \d+ to synchronize the primary's slot of that name\n.*DETAIL:  It was not synchronized from the primary; it was at restart_lsn/,
+		"n1 logged that it replaced its own slot $slot, and where it was");
+}
 ok(feedback_catches_up('n2', 'n1'),
-	'and no longer holds back the catalog_xmin of the new primary');
+	'n1 does not hold back the catalog_xmin of the new primary');
+is($pc->try_sql('n1', 'SELECT count(*) FROM pg_slotsync.stale_slots'),
+	'0', 'n1 has no stale slot left');
 
 # Failover: kill -9 the leader's postmaster.  With primary_start_timeout: 0
 # Patroni fails over at once instead of restarting it, to whichever of n1
@@ -328,7 +358,7 @@ ok( wait_until(
 			($pc->try_sql('n2', 'SELECT max(id) FROM t') // 0) >= $frozen_at + 20;
 		}),
 	'n2 committed rows its replicas never got');
-my $n2_offset = $pc->log_offset($pc->patroni_log('n2'));
+$offsets = patroni_log_offsets();
 my $pid = $pc->postmaster_pid('n2');
 ok(kill('KILL', $pid), "kill -9 of n2's postmaster ($pid)");
 kill 'KILL', @walsenders;
@@ -336,9 +366,9 @@ my $new_leader = $pc->wait_for_leader(undef, undef, 'n2');
 ok(defined $new_leader, 'a replica leads after the failover')
   or BAIL_OUT('no failover');
 note "$new_leader was promoted";
-pre_promote_saw($new_leader);
+pre_promote_allowed($new_leader, $offsets);
 consumers_get_rows_from($new_leader);
-ok($pc->wait_for_patroni_log('n2', qr/pg_rewind exit code=0/, $n2_offset),
+ok($pc->wait_for_patroni_log('n2', qr/pg_rewind exit code=0/, $offsets->{n2}),
 	'Patroni rewound n2 (pg_rewind)');
 ok($pc->wait_for_streaming('n2', 120), 'the old leader n2 rejoins');
 ok(ready_on('n2', 60), 'n2, rejoined through pg_rewind, has sync-ready copies')
@@ -350,30 +380,142 @@ ok(feedback_catches_up($new_leader, 'n2'),
 # were synced copies before its promotion; demoted without pg_rewind, it
 # must make them copies again.
 my $next = (grep { $_ ne $new_leader && $_ ne 'n2' } qw(n1 n3))[0];
-ok(ready_on($next), "$next is ready before the second switchover");
-my $old_offset = $pc->log_offset($pc->patroni_log($new_leader));
+is( $pc->pg($next)->safe_psql('postgres',
+		"SELECT pg_slotsync.wait_for_failover_ready('60 s')"),
+	't',
+	"wait_for_failover_ready() on $next");
+$offsets = patroni_log_offsets();
 ($rc) = $pc->patronictl('switchover', 'pgss', '--leader', $new_leader,
 	'--candidate', $next, '--force');
 is($rc, 0, "patronictl switchover to $next");
 is($pc->wait_for_leader($next), $next, "$next leads after the switchover");
 consumers_get_rows_from($next);
-ok($pc->wait_for_streaming($new_leader, 120), "$new_leader rejoins");
-is( join("\n",
-		$pc->log_since($pc->patroni_log($new_leader), $old_offset) =~
-		  /^(.*running pg_rewind.*)$/mg),
-	'',
-	"$new_leader rejoined without pg_rewind");
+rejoined_without_rewind($new_leader, $offsets);
 ok(ready_on($new_leader), "$new_leader has sync-ready copies again")
   or show_sync_state($new_leader);
 ok(feedback_catches_up($next, $new_leader),
 	"$new_leader does not hold back the catalog_xmin of the new primary");
 
+# The pre_promote cases.  A third failover slot, "idle", nobody consumes;
+# on a replica that has a slot of its own under that name, kept with
+# pg_slotsync.stale_slots = keep, its copy cannot be made ("conflict"), so
+# promoting that replica would lose "idle".  The slot of its own is a copy
+# of the leader's slot directory, put in while the member is stopped, as a
+# demoted primary would have it.
+#
+# The new slot's catalog_xmin may be older than what a replica's physical
+# slot on the leader already holds, and feedback never moves that back: its
+# copy there is ready only once the slot moves, so move it, as a consumer
+# would.
+my $leader = $next;
+$pc->pg($leader)->safe_psql('postgres',
+	"SELECT pg_slotsync.create_logical_replication_slot('idle', 'test_decoding', failover => true)"
+);
+my $rounds = 0;
+ok( wait_until(
+		sub {
+			return 1
+			  if ready_on($new_leader, 0, 'idle') && ready_on('n2', 0, 'idle');
+			$pc->pg($leader)->safe_psql('postgres',
+				"CHECKPOINT; SELECT pg_replication_slot_advance('idle', pg_current_wal_lsn())"
+			) if ($rounds++ % 5) == 4;
+			return 0;
+		}),
+	'both replicas have a sync-ready copy of idle')
+  or show_sync_state($new_leader), show_sync_state('n2');
+
+sub keep_own_idle_slot
+{
+	my ($m, $from) = @_;
+	my $pg = $pc->pg($m);
+	$pc->stop_member($m);
+	ok(wait_until(sub { !-f $pg->data_dir . '/postmaster.pid' }),
+		"$m is stopped");
+	copy_slot_to_standby($pc->pg($from), $pg, 'idle');
+	append_to_file($pg->data_dir . '/postgresql.auto.conf',
+		"pg_slotsync.stale_slots = 'keep'\n");
+	$pc->start_member($m);
+	ok($pc->wait_for_streaming($m, 120), "$m streams again");
+	ok( wait_until(
+			sub {
+				($pc->try_sql($m,
+					"SELECT state FROM pg_slotsync.sync_status WHERE slot_name = 'idle'")
+				  // '') eq 'conflict';
+			}),
+		"$m cannot make a copy of idle: a slot of its own is in the way");
+	ok(ready_on($m), "while its copies of the consumers' slots are ready");
+	return;
+}
+
+# One ready and one not-ready replica: a switchover to the not-ready one,
+# n2.  Patroni lets n2 take the leader key, n2's check refuses, Patroni
+# releases the key, and the members race again (the old leader, a standby
+# now that never synchronized, refuses too if it wins); the ready one,
+# $new_leader, is promoted.
+my $ready = $new_leader;
+keep_own_idle_slot('n2', $leader);
+$offsets = patroni_log_offsets();
+# (patronictl may report success, having seen n2 hold the leader key, or
+# "Switchover failed": it depends on timing, so its answer is not checked)
+$pc->patronictl('switchover', 'pgss', '--leader', $leader,
+	'--candidate', 'n2', '--force');
+is($pc->wait_for_leader(undef, undef, $leader),
+	$ready, "the switchover to the not-ready n2 ends with the ready $ready leading");
+my $n2_log = patroni_log_since('n2', $offsets);
+like(
+	$n2_log,
+	qr/^pg_slotsync_ready: not ready: 1 of 3 failover slots have no sync-ready copy: idle \(conflict: /m,
+	'the check on n2 named the slot without a ready copy');
+like(
+	$n2_log,
+	qr/^pg_slotsync_ready: refusing promotion for up to \d+ more seconds/m,
+	'and refused the promotion');
+like(
+	$n2_log,
+	qr/pre_promote script `[^`]*` exited with 1.*Releasing the leader key voluntarily because the pre-promote script failed/s,
+	'Patroni on n2 released the leader key');
+pre_promote_allowed($ready, $offsets);
+consumers_get_rows_from($ready);
+rejoined_without_rewind($leader, $offsets);
+ok(ready_on($leader, undef, 'idle'),
+	"$leader, demoted, has sync-ready copies again");
+
+# None ready: give the old leader a slot of its own named "idle" too, then
+# stop the leader's Patroni (which stops its PostgreSQL and releases the
+# leader key).  The candidates refuse, and Patroni retries, each member
+# after its backoff of ttl seconds; once a member's check has refused for
+# --give-up-after seconds it allows the promotion and names the slot lost.
+keep_own_idle_slot($leader, $ready);
+$offsets = patroni_log_offsets();
+$pc->stop_member($ready);
+my $last = $pc->wait_for_leader(undef, undef, $ready);
+ok(defined $last, 'with no ready candidate, a member is promoted all the same')
+  or BAIL_OUT('no leader');
+note "$last was promoted";
+my $last_log = patroni_log_since($last, $offsets);
+like(
+	$last_log,
+	qr/^pg_slotsync_ready: refusing promotion for up to $give_up more seconds.*^pg_slotsync_ready: promotion allowed after refusing for \d+ s \(--give-up-after $give_up\)/ms,
+	"$last\'s check refused at first, and allowed the promotion after --give-up-after"
+);
+my ($refused_for) = $last_log =~ /promotion allowed after refusing for (\d+) s/;
+cmp_ok($refused_for // 0, '>=', $give_up,
+	'not before its refusals had gone on for --give-up-after seconds');
+like(
+	$last_log,
+	qr/^pg_slotsync_ready: WARNING: consumers of these slots lose their position and must be resynchronized: idle \(conflict: /m,
+	'naming on stderr the slot that is lost');
+like(
+	join('', map { patroni_log_since($_, $offsets) } $pc->members),
+	qr/Releasing the leader key voluntarily because the pre-promote script failed/,
+	'Patroni released the leader key after a refusal');
+consumers_get_rows_from($last);
+
 # Stop the load; every row the cluster has reaches both consumers.
 open my $sf, '>', $stopfile or die;
 close $sf;
 $pc->stop_bg('inserter', 'TERM');
-my $leader = $pc->wait_for_leader;
-my $ln = $pc->pg($leader);
+my $ln = $pc->pg($last);
 my $rows = $ln->safe_psql('postgres', 'SELECT count(*) FROM t');
 note "$rows rows in the cluster at the end";
 ok( wait_until(
@@ -434,7 +576,7 @@ for my $m ($pc->members)
 {
 	my $log = slurp_file($pc->patroni_log($m));
 	my @drops = $log =~
-	  /^(.*(?:Dropped unknown replication slot|Trying to drop replication slot) '(?:sub1|cdc|pg_slotsync_anchor)'.*)$/mg;
+	  /^(.*(?:Dropped unknown replication slot|Trying to drop replication slot) '(?:sub1|cdc|idle|pg_slotsync_anchor)'.*)$/mg;
 	is(join("\n", @drops), '', "Patroni on $m dropped none of our slots");
 	my @errors = $log =~ /^(TypeError.*)$/mg;
 	is(join("\n", @errors), '',
