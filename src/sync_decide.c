@@ -578,10 +578,12 @@ decide_staleness(const SyncInputs *in, SyncPlan *plan)
  * nothing is known to keep them.  Says why in "why".
  *
  * The slot name only matters while WAL streams to the standby ("streaming":
- * primary_conninfo is set).  With no upstream nothing replays a removal of
- * catalog rows, so the copies stay as safe as they were: an HA tool that
- * finds no leader (Patroni) takes primary_conninfo and primary_slot_name
- * away until one leads, and demoting every copy then would make whichever
+ * primary_conninfo is set).  With no upstream nothing new is streamed that
+ * could remove catalog rows, so the copies stay as safe as they were (WAL a
+ * restore_command brings meanwhile is the archived WAL of a primary, which
+ * kept the rows while this standby's slot held them): an HA tool that finds
+ * no leader (Patroni) takes primary_conninfo and primary_slot_name away
+ * until one leads, and demoting every copy then would make whichever
  * standby it promotes drop them all.  Once WAL streams again, the slot the
  * standby streams through is checked on the primary as always (rule 2).
  */
