@@ -25,6 +25,8 @@ OBJS = \
 	src/sync_status.o \
 	src/worker_status.o \
 	src/sync_views.o \
+	src/sync_session.o \
+	src/sync_slot_step.o \
 	src/sync_cycle.o \
 	src/sync_launcher.o \
 	src/sync_worker.o \
