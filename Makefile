@@ -22,6 +22,7 @@ OBJS = \
 	src/remote_session.o \
 	src/remote_values.o \
 	src/sync_remote.o \
+	src/sync_remote_queries.o \
 	src/sync_status.o \
 	src/worker_status.o \
 	src/sync_views.o \
