@@ -24,8 +24,9 @@ struct PrimaryConn
 	bool		early_logged;	/* an early answer was reported */
 };
 
-extern RemoteFailure remote_pass_on_error(StringInfo err, RemoteFailure failure,
-										  StringInfo errbuf);
+extern bool remote_usable(PrimaryConn *pc, StringInfo errbuf);
+extern RemoteFailure remote_outcome(PrimaryConn *pc, ReplyOutcome outcome,
+									StringInfo err, StringInfo errbuf);
 extern RemoteFailure remote_run_checked(PrimaryConn *pc, const char *sql,
 										const ReplyStatement *statements,
 										int nstatements,

@@ -192,8 +192,8 @@ classify_sqlstate(const char *sqlstate)
  * Move a failure's message from err to errbuf.  A server error comes as
  * "SQLSTATE:message": the SQLSTATE may say more than "failure" did.
  */
-RemoteFailure
-remote_pass_on_error(StringInfo err, RemoteFailure failure, StringInfo errbuf)
+static RemoteFailure
+pass_on_error(StringInfo err, RemoteFailure failure, StringInfo errbuf)
 {
 	char	   *msg = err->data;
 
@@ -209,37 +209,54 @@ remote_pass_on_error(StringInfo err, RemoteFailure failure, StringInfo errbuf)
 	return failure;
 }
 
+/* False, with the reason, if the connection was given up earlier. */
+bool
+remote_usable(PrimaryConn *pc, StringInfo errbuf)
+{
+	if (!pc->broken)
+		return true;
+	appendStringInfoString(errbuf,
+						   "the connection was given up after an earlier failure");
+	return false;
+}
+
 /*
- * Run a query through remote_reply.c.  On failure the reason is in errbuf
- * ("interrupted" if the caller asked to stop); a connection left in the
- * middle of a reply is not used again.
+ * What a reply's outcome means to the caller; err (from remote_reply.c) is
+ * consumed.  A connection left in the middle of a reply is not used again.
  */
 RemoteFailure
-remote_run_checked(PrimaryConn *pc, const char *sql, const ReplyStatement *statements,
-			int nstatements, bool (*interrupted) (void), uint64 *hash,
-			StringInfo errbuf)
+remote_outcome(PrimaryConn *pc, ReplyOutcome outcome, StringInfo err,
+			   StringInfo errbuf)
 {
-	StringInfoData err;
-	ReplyOutcome outcome;
-
-	if (pc->broken)
-	{
-		appendStringInfoString(errbuf,
-							   "the connection was given up after an earlier failure");
-		return REMOTE_ERROR;
-	}
-	initStringInfo(&err);
-	outcome = reply_run(pc->conn, sql, statements, nstatements, interrupted,
-						hash, &err);
 	if (outcome == REPLY_BROKEN || outcome == REPLY_INTERRUPTED)
 		pc->broken = true;
 	if (outcome == REPLY_OK)
 	{
-		pfree(err.data);
+		pfree(err->data);
 		return REMOTE_OK;
 	}
-	return remote_pass_on_error(&err, outcome == REPLY_INTERRUPTED ?
-						 REMOTE_INTERRUPTED : REMOTE_ERROR, errbuf);
+	return pass_on_error(err, outcome == REPLY_INTERRUPTED ?
+								REMOTE_INTERRUPTED : REMOTE_ERROR, errbuf);
+}
+
+/*
+ * Run a query through remote_reply.c.  On failure the reason is in errbuf
+ * ("interrupted" if the caller asked to stop).
+ */
+RemoteFailure
+remote_run_checked(PrimaryConn *pc, const char *sql,
+				   const ReplyStatement *statements, int nstatements,
+				   bool (*interrupted) (void), uint64 *hash, StringInfo errbuf)
+{
+	StringInfoData err;
+	ReplyOutcome outcome;
+
+	if (!remote_usable(pc, errbuf))
+		return REMOTE_ERROR;
+	initStringInfo(&err);
+	outcome = reply_run(pc->conn, sql, statements, nstatements, interrupted,
+						hash, &err);
+	return remote_outcome(pc, outcome, &err, errbuf);
 }
 
 /*
@@ -263,7 +280,7 @@ primary_check_server(PrimaryConn *pc, bool (*interrupted) (void),
 	failure = remote_session_check(pc->conn, interrupted, &err);
 	if (failure == REMOTE_INTERRUPTED || PQstatus(pc->conn) != CONNECTION_OK)
 		pc->broken = true;
-	return remote_pass_on_error(&err, failure, errbuf);
+	return pass_on_error(&err, failure, errbuf);
 }
 
 /* ---------------------------------------------------------------------

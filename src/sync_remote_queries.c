@@ -107,30 +107,21 @@ primary_query(PrimaryConn *pc, const char *sql, int nparams,
 		"a query", NULL, 0, 0, MAX_BACKENDS, take_query_row, &q
 	};
 	StringInfoData err;
-	ReplyOutcome outcome;
+	RemoteFailure failure;
 
-	if (pc->broken)
-	{
-		appendStringInfoString(errbuf,
-							   "the connection was given up after an earlier failure");
+	if (!remote_usable(pc, errbuf))
 		return REMOTE_ERROR;
-	}
 	q.r = palloc0(sizeof(RemoteResult));
 	q.r->values = palloc0(sizeof(char *));
 	q.r->lengths = palloc0(sizeof(int));
 	initStringInfo(&err);
-	outcome = reply_run_params(pc->conn, sql, nparams, params, binary,
-							   &statement, interrupted, &err);
-	if (outcome == REPLY_BROKEN || outcome == REPLY_INTERRUPTED)
-		pc->broken = true;
-	if (outcome == REPLY_OK)
-	{
-		pfree(err.data);
+	failure = remote_outcome(pc, reply_run_params(pc->conn, sql, nparams,
+												  params, binary, &statement,
+												  interrupted, &err),
+							 &err, errbuf);
+	if (failure == REMOTE_OK)
 		*result = q.r;
-		return REMOTE_OK;
-	}
-	return remote_pass_on_error(&err, outcome == REPLY_INTERRUPTED ?
-						 REMOTE_INTERRUPTED : REMOTE_ERROR, errbuf);
+	return failure;
 }
 
 /* ---------------------------------------------------------------------

@@ -237,8 +237,11 @@ pg_slotsync_sync_worker_status(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
-/* LSN distance as numeric, like pg_wal_lsn_diff() */
-static Datum
+/*
+ * LSN distance as numeric, like pg_wal_lsn_diff(), never negative; also
+ * for pg_slotsync.stale_slots (sync_stale.c).
+ */
+Datum
 lsn_distance(XLogRecPtr ahead, XLogRecPtr behind)
 {
 	char		buf[32];
