@@ -22,9 +22,12 @@ OBJS = \
 	src/remote_session.o \
 	src/remote_values.o \
 	src/sync_remote.o \
+	src/sync_remote_queries.o \
 	src/sync_status.o \
 	src/worker_status.o \
 	src/sync_views.o \
+	src/sync_session.o \
+	src/sync_slot_step.o \
 	src/sync_cycle.o \
 	src/sync_launcher.o \
 	src/sync_worker.o \

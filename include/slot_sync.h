@@ -228,6 +228,9 @@ extern void sync_stale_clear(void);
 extern void sync_replace_stale(const char *name);
 extern void sync_stale_review(SyncSession *session, bool look);
 
+/* sync_views.c */
+extern Datum lsn_distance(XLogRecPtr ahead, XLogRecPtr behind);
+
 /* sync_manual.c */
 extern TimestampTz slot_sync_deadline(Interval *timeout);
 

@@ -239,7 +239,8 @@ CREATE FUNCTION pg_slotsync.failover_readiness(
     OUT reason_code text,
     OUT reason text,
     OUT lag_bytes numeric,
-    OUT last_sync_time timestamptz)
+    OUT last_sync_time timestamptz,
+    OUT wal_flushed boolean)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'pg_slotsync_failover_readiness'
 LANGUAGE C VOLATILE

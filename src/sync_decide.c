@@ -449,6 +449,31 @@ decide_update(const SyncInputs *in, SyncPlan *plan)
 }
 
 /*
+ * A slot under the remote slot's name that sync did not make.  If it is
+ * logical, a PostgreSQL 15 standby cannot have created it, so it is a
+ * leftover from when this server was a primary (or copied in by hand).
+ * Nobody can decode from it here, and through hot_standby_feedback it holds
+ * back the primary's catalog rows.  Under pg_slotsync.stale_slots = replace
+ * it makes way for the primary's slot; under keep, and if it is physical,
+ * it is the DBA's.
+ */
+static void
+decide_same_name(const SyncInputs *in, SyncPlan *plan)
+{
+	if (in->local.is_logical && in->replace_stale)
+	{
+		plan->action = SYNC_ACTION_REPLACE_STALE;
+		plan->state = SYNC_STATE_NOT_READY;
+		set_reason(plan, SYNC_REASON_SAME_NAME_SLOT,
+				   "a replication slot of the same name that was not synchronized from the primary exists on the standby, and is being replaced");
+		return;
+	}
+	plan->state = SYNC_STATE_CONFLICT;
+	set_reason(plan, SYNC_REASON_SAME_NAME_SLOT,
+			   "a replication slot of the same name that was not synchronized from the primary exists on the standby");
+}
+
+/*
  * The checks that come before any comparison of positions.  Returns true if
  * the plan is complete.
  */
@@ -458,27 +483,9 @@ decide_preconditions(const SyncInputs *in, SyncPlan *plan)
 	const RemoteSlot *r = in->remote;
 	const LocalSlot *l = &in->local;
 
-	/*
-	 * A same-name logical slot we did not create: a PostgreSQL 15 standby
-	 * cannot create one, so it is a leftover from when this server was a
-	 * primary (or copied in by hand).  Nobody can decode from it here, and
-	 * through hot_standby_feedback it holds back the primary's catalog
-	 * rows.  Under pg_slotsync.stale_slots = replace it makes way for the
-	 * primary's slot; under keep, and if it is physical, it is the DBA's.
-	 */
-	if (l->exists && l->is_logical && !l->synced && in->replace_stale)
-	{
-		plan->action = SYNC_ACTION_REPLACE_STALE;
-		plan->state = SYNC_STATE_NOT_READY;
-		set_reason(plan, SYNC_REASON_SAME_NAME_SLOT,
-				   "a replication slot of the same name that was not synchronized from the primary exists on the standby, and is being replaced");
-		return true;
-	}
 	if (l->exists && (!l->synced || !l->is_logical))
 	{
-		plan->state = SYNC_STATE_CONFLICT;
-		set_reason(plan, SYNC_REASON_SAME_NAME_SLOT,
-				   "a replication slot of the same name that was not synchronized from the primary exists on the standby");
+		decide_same_name(in, plan);
 		return true;
 	}
 

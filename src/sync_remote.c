@@ -28,7 +28,8 @@
  * A cycle sends one query (a multi-statement string: the long-poll, then
  * the list of failover slots, read in the same session right after), and,
  * when some copies need them, one more for the serialized snapshots of all
- * those slots at once.
+ * those slots at once (that one, and the generic queries of the history
+ * fetch, are in sync_remote_queries.c).
  *
  * Replies are read through remote_reply.c, which checks every statement's
  * shape and every value before a row reaches us: a malformed reply fails
@@ -67,20 +68,11 @@
 #include "postmaster/postmaster.h"
 #include "remote_reply.h"
 #include "slot_sync.h"
-#include "sync_remote.h"
+#include "sync_remote_int.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
-
-struct PrimaryConn
-{
-	PGconn	   *conn;
-	bool		broken;			/* unusable: a reply was abandoned midway */
-	bool		have_hash;
-	uint64		last_hash;		/* content of the last fetch's reply */
-	bool		early_logged;	/* an early answer was reported */
-};
 
 /*
  * The connection string the worker uses: pg_slotsync.primary_conninfo when
@@ -228,37 +220,54 @@ pass_on_error(StringInfo err, RemoteFailure failure, StringInfo errbuf)
 	return failure;
 }
 
-/*
- * Run a query through remote_reply.c.  On failure the reason is in errbuf
- * ("interrupted" if the caller asked to stop); a connection left in the
- * middle of a reply is not used again.
- */
-static RemoteFailure
-run_checked(PrimaryConn *pc, const char *sql, const ReplyStatement *statements,
-			int nstatements, bool (*interrupted) (void), uint64 *hash,
-			StringInfo errbuf)
+/* False, with the reason, if the connection was given up earlier. */
+bool
+remote_usable(PrimaryConn *pc, StringInfo errbuf)
 {
-	StringInfoData err;
-	ReplyOutcome outcome;
+	if (!pc->broken)
+		return true;
+	appendStringInfoString(errbuf,
+						   "the connection was given up after an earlier failure");
+	return false;
+}
 
-	if (pc->broken)
-	{
-		appendStringInfoString(errbuf,
-							   "the connection was given up after an earlier failure");
-		return REMOTE_ERROR;
-	}
-	initStringInfo(&err);
-	outcome = reply_run(pc->conn, sql, statements, nstatements, interrupted,
-						hash, &err);
+/*
+ * What a reply's outcome means to the caller; err (from remote_reply.c) is
+ * consumed.  A connection left in the middle of a reply is not used again.
+ */
+RemoteFailure
+remote_outcome(PrimaryConn *pc, ReplyOutcome outcome, StringInfo err,
+			   StringInfo errbuf)
+{
 	if (outcome == REPLY_BROKEN || outcome == REPLY_INTERRUPTED)
 		pc->broken = true;
 	if (outcome == REPLY_OK)
 	{
-		pfree(err.data);
+		pfree(err->data);
 		return REMOTE_OK;
 	}
-	return pass_on_error(&err, outcome == REPLY_INTERRUPTED ?
-						 REMOTE_INTERRUPTED : REMOTE_ERROR, errbuf);
+	return pass_on_error(err, outcome == REPLY_INTERRUPTED ?
+								REMOTE_INTERRUPTED : REMOTE_ERROR, errbuf);
+}
+
+/*
+ * Run a query through remote_reply.c.  On failure the reason is in errbuf
+ * ("interrupted" if the caller asked to stop).
+ */
+RemoteFailure
+remote_run_checked(PrimaryConn *pc, const char *sql,
+				   const ReplyStatement *statements, int nstatements,
+				   bool (*interrupted) (void), uint64 *hash, StringInfo errbuf)
+{
+	StringInfoData err;
+	ReplyOutcome outcome;
+
+	if (!remote_usable(pc, errbuf))
+		return REMOTE_ERROR;
+	initStringInfo(&err);
+	outcome = reply_run(pc->conn, sql, statements, nstatements, interrupted,
+						hash, &err);
+	return remote_outcome(pc, outcome, &err, errbuf);
 }
 
 /*
@@ -521,7 +530,7 @@ primary_fetch(PrimaryConn *pc, const char *standby_slot, bool have_token,
 
 	memset(info, 0, sizeof(*info));
 	sent = GetCurrentTimestamp();
-	failure = run_checked(pc, sql.data, statements, 2, interrupted, &hash,
+	failure = remote_run_checked(pc, sql.data, statements, 2, interrupted, &hash,
 						  errbuf);
 	pfree(sql.data);
 	if (failure != REMOTE_OK)
@@ -545,212 +554,4 @@ primary_fetch(PrimaryConn *pc, const char *standby_slot, bool have_token,
 	*nslots = list.n;
 	*slots = list.slots ? list.slots : palloc0(sizeof(RemoteSlot));
 	return REMOTE_OK;
-}
-
-/* ---------------------------------------------------------------------
- * A generic query
- * ---------------------------------------------------------------------
- */
-
-/* Most a generic query's result may hold, values and all. */
-#define QUERY_MAX_BYTES		(256 * 1024 * 1024)
-
-/* A generic result being copied out of libpq, row by row. */
-typedef struct QueryCopy
-{
-	RemoteResult *r;
-	int			allocated;		/* rows there is room for */
-	Size		bytes;
-} QueryCopy;
-
-static bool
-take_query_row(void *arg, const ReplyRow *row)
-{
-	QueryCopy  *q = (QueryCopy *) arg;
-	RemoteResult *r = q->r;
-	int			ncols = PQnfields(row->res);
-
-	if (r->nrows == 0 && r->ncols == 0)
-		r->ncols = ncols;
-	if (ncols != r->ncols)
-	{
-		appendStringInfo(row->err, "row %d has %d columns, not %d",
-						 row->rowno, ncols, r->ncols);
-		return false;
-	}
-	if (r->nrows == q->allocated)
-	{
-		q->allocated = Max(16, q->allocated * 2);
-		r->values = repalloc(r->values,
-							 sizeof(char *) * q->allocated * Max(ncols, 1));
-		r->lengths = repalloc(r->lengths,
-							  sizeof(int) * q->allocated * Max(ncols, 1));
-	}
-	for (int col = 0; col < ncols; col++)
-	{
-		int			i = r->nrows * ncols + col;
-		int			len;
-
-		r->values[i] = NULL;
-		r->lengths[i] = 0;
-		if (PQgetisnull(row->res, row->tuple, col))
-			continue;
-		len = PQgetlength(row->res, row->tuple, col);
-		q->bytes += len + 1;
-		if (q->bytes > QUERY_MAX_BYTES)
-		{
-			appendStringInfo(row->err, "more than %d MB",
-							 QUERY_MAX_BYTES / (1024 * 1024));
-			return false;
-		}
-		r->values[i] = palloc(len + 1);
-		memcpy(r->values[i], PQgetvalue(row->res, row->tuple, col), len);
-		r->values[i][len] = '\0';
-		r->lengths[i] = len;
-	}
-	r->nrows++;
-	return true;
-}
-
-/*
- * Run one statement with text parameters, and copy its result into palloc'd
- * memory: rows of (value, length, isnull), binary values with "binary".
- * The values are the caller's to check; we bound their total size.
- */
-RemoteFailure
-primary_query(PrimaryConn *pc, const char *sql, int nparams,
-			  const char *const *params, bool binary, RemoteResult **result,
-			  bool (*interrupted) (void), StringInfo errbuf)
-{
-	QueryCopy	q = {0};
-	ReplyStatement statement = {
-		"a query", NULL, 0, 0, MAX_BACKENDS, take_query_row, &q
-	};
-	StringInfoData err;
-	ReplyOutcome outcome;
-
-	if (pc->broken)
-	{
-		appendStringInfoString(errbuf,
-							   "the connection was given up after an earlier failure");
-		return REMOTE_ERROR;
-	}
-	q.r = palloc0(sizeof(RemoteResult));
-	q.r->values = palloc0(sizeof(char *));
-	q.r->lengths = palloc0(sizeof(int));
-	initStringInfo(&err);
-	outcome = reply_run_params(pc->conn, sql, nparams, params, binary,
-							   &statement, interrupted, &err);
-	if (outcome == REPLY_BROKEN || outcome == REPLY_INTERRUPTED)
-		pc->broken = true;
-	if (outcome == REPLY_OK)
-	{
-		pfree(err.data);
-		*result = q.r;
-		return REMOTE_OK;
-	}
-	return pass_on_error(&err, outcome == REPLY_INTERRUPTED ?
-						 REMOTE_INTERRUPTED : REMOTE_ERROR, errbuf);
-}
-
-/* ---------------------------------------------------------------------
- * Serialized snapshots
- * ---------------------------------------------------------------------
- */
-
-/* The slots asked about, and where the answer for each goes. */
-typedef struct SnapshotAnswers
-{
-	const RemoteSlot *const *slots;
-	RemoteSnapshot *out;
-	int			nslots;
-	int			next;			/* rows come in the order asked */
-} SnapshotAnswers;
-
-static bool
-take_snapshot(void *arg, const ReplyRow *row)
-{
-	SnapshotAnswers *answers = (SnapshotAnswers *) arg;
-	NameData	name;
-	RemoteSnapshot *snap = NULL;
-
-	if (!reply_slot_name(row, 0, &name))
-		return false;
-	/* the rows come in the order asked, less those of vanished slots */
-	for (int i = answers->next; i < answers->nslots; i++)
-	{
-		if (strcmp(NameStr(answers->slots[i]->name), NameStr(name)) == 0)
-		{
-			snap = &answers->out[i];
-			answers->next = i + 1;
-			break;
-		}
-	}
-	if (snap == NULL)
-	{
-		appendStringInfo(row->err,
-						 "row %d: replication slot \"%s\" was not asked for, or not in this place",
-						 row->rowno, NameStr(name));
-		return false;
-	}
-	snap->slot_found = true;
-	if (!reply_lsn(row, 1, &snap->restart_lsn))
-		return false;
-	return reply_isnull(row, 2) || reply_bytea(row, 2, &snap->data, &snap->len);
-}
-
-/*
- * The primary's serialized snapshots at the current restart_lsn of each of
- * the given slots, in one round trip.  out[i] answers slots[i]: a slot the
- * primary no longer has reads as !slot_found.  The files are palloc'd in
- * the current memory context.
- */
-RemoteFailure
-primary_fetch_snapshots(PrimaryConn *pc, const RemoteSlot *const *slots,
-						int nslots, RemoteSnapshot *out,
-						bool (*interrupted) (void), StringInfo errbuf)
-{
-	static const ReplyColumn columns[] = {
-		{"slot_name", NAMEOID, false, false},
-		{"restart_lsn", LSNOID, false, false},
-		{"snapshot", BYTEAOID, true, false}
-	};
-	SnapshotAnswers answers = {slots, out, nslots, 0};
-	ReplyStatement statement = {
-		"pg_slotsync.failover_slot_snapshots()", columns, lengthof(columns),
-		0, nslots, take_snapshot, &answers
-	};
-	StringInfoData sql;
-	RemoteFailure failure;
-
-	memset(out, 0, sizeof(RemoteSnapshot) * nslots);
-	if (nslots == 0)
-		return REMOTE_OK;
-
-	initStringInfo(&sql);
-	appendStringInfoString(&sql,
-						   "SELECT slot_name, restart_lsn, snapshot "
-						   "FROM pg_slotsync.failover_slot_snapshots(ARRAY[");
-	for (int i = 0; i < nslots; i++)
-	{
-		const char *name = NameStr(slots[i]->name);
-		char	   *lit = PQescapeLiteral(pc->conn, name, strlen(name));
-
-		if (lit == NULL)
-		{
-			appendStringInfoString(errbuf, remote_text(PQerrorMessage(pc->conn)));
-			pfree(sql.data);
-			return REMOTE_ERROR;
-		}
-		appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "", lit);
-		PQfreemem(lit);
-	}
-	appendStringInfoString(&sql, "]::pg_catalog.name[])");
-
-	failure = run_checked(pc, sql.data, &statement, 1, interrupted, NULL,
-						  errbuf);
-	pfree(sql.data);
-	if (failure != REMOTE_OK)
-		memset(out, 0, sizeof(RemoteSnapshot) * nslots);
-	return failure;
 }

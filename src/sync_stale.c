@@ -349,18 +349,6 @@ sync_stale_review(SyncSession *session, bool look)
 	pfree(slots);
 }
 
-/* LSN distance as numeric, like pg_wal_lsn_diff() */
-static Datum
-bytes_between(XLogRecPtr ahead, XLogRecPtr behind)
-{
-	char		buf[32];
-
-	snprintf(buf, sizeof(buf), INT64_FORMAT,
-			 (int64) (ahead >= behind ? ahead - behind : 0));
-	return DirectFunctionCall3(numeric_in, CStringGetDatum(buf),
-							   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-}
-
 /* What the syncing process published about "name"; false if nothing. */
 static bool
 published_entry(const StaleEntry *entries, int n, const char *name,
@@ -423,7 +411,7 @@ pg_slotsync_stale_slot_rows(PG_FUNCTION_ARGS)
 		nulls[5] = !TransactionIdIsValid(slot->catalog_xmin);
 		values[5] = TransactionIdGetDatum(slot->catalog_xmin);
 		nulls[6] = XLogRecPtrIsInvalid(slot->restart_lsn);
-		values[6] = bytes_between(replay, slot->restart_lsn);
+		values[6] = lsn_distance(replay, slot->restart_lsn);
 		nulls[7] = !known;
 		values[7] = BoolGetDatum(known && e.listed);
 		nulls[8] = !known;

@@ -23,6 +23,16 @@
  * with how far its copy is behind the primary's slot.  A standby that never
  * synced is not ready: readiness is never vacuous.
  *
+ * Its wal_flushed column says whether this standby has flushed the WAL up
+ * to where each slot's consumer has confirmed (the primary's slot as last
+ * seen), which is what pg_slotsync.synchronized_standby_slots on the
+ * primary makes sure of for the standbys it lists.  When it is false, a
+ * consumer has received changes this standby does not have: after a
+ * promotion its consumer would hold changes the new primary never had.
+ * The copy is still ready in the sense of sync_decide.c (decoding from it
+ * yields every change after its position); the column tells a failover
+ * tool that the gate does not cover this standby, or not yet.
+ *
  * The worker's last error may name the primary's host; like
  * pg_stat_wal_receiver's conninfo, it is shown only to members of
  * pg_read_all_stats.
@@ -34,6 +44,7 @@
 #include "postgres.h"
 
 #include "access/xlogrecovery.h"
+#include "replication/walreceiver.h"
 #include "catalog/pg_authid.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -226,8 +237,11 @@ pg_slotsync_sync_worker_status(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
-/* LSN distance as numeric, like pg_wal_lsn_diff() */
-static Datum
+/*
+ * LSN distance as numeric, like pg_wal_lsn_diff(), never negative; also
+ * for pg_slotsync.stale_slots (sync_stale.c).
+ */
+Datum
 lsn_distance(XLogRecPtr ahead, XLogRecPtr behind)
 {
 	char		buf[32];
@@ -243,10 +257,11 @@ lsn_distance(XLogRecPtr ahead, XLogRecPtr behind)
  */
 static void
 put_summary(ReturnSetInfo *rsinfo, const WorkerStatus *w, bool recent,
-			int nslots, int nready, const char *laggards, XLogRecPtr max_lag)
+			int nslots, int nready, const char *laggards, XLogRecPtr max_lag,
+			bool all_flushed)
 {
-	Datum		values[7];
-	bool		nulls[7] = {true, false, false, false, false, false, false};
+	Datum		values[8];
+	bool		nulls[8] = {true, false, false, false, false, false, false, false};
 	const char *code = NULL;
 	char		reason[512];
 
@@ -289,6 +304,8 @@ put_summary(ReturnSetInfo *rsinfo, const WorkerStatus *w, bool recent,
 	values[5] = lsn_distance(max_lag, 0);
 	nulls[6] = w->last_sync == 0;
 	values[6] = TimestampTzGetDatum(w->last_sync);
+	nulls[7] = !RecoveryInProgress() || w->last_sync == 0;
+	values[7] = BoolGetDatum(all_flushed);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
 
@@ -307,6 +324,9 @@ pg_slotsync_failover_readiness(PG_FUNCTION_ARGS)
 	int			nready = 0;
 	XLogRecPtr	max_lag = 0;
 	StringInfoData laggards;
+	XLogRecPtr	flushed = Max(GetWalRcvFlushRecPtr(NULL, NULL),
+							  GetXLogReplayRecPtr(NULL));
+	bool		all_flushed = true;
 
 	InitMaterializedSRF(fcinfo, 0);
 	worker_status_read(&w);
@@ -319,9 +339,10 @@ pg_slotsync_failover_readiness(PG_FUNCTION_ARGS)
 	{
 		SyncStatusEntry *e = &entries[i];
 		ShownSlot	shown;
-		Datum		values[7];
-		bool		nulls[7] = {0};
+		Datum		values[8];
+		bool		nulls[8] = {0};
 		XLogRecPtr	lag = 0;
+		bool		wal_flushed = e->remote_confirmed_flush <= flushed;
 
 		shown_slot(e, recent, &w, &shown);
 		if (shown.state == SYNC_STATE_READY)
@@ -342,8 +363,11 @@ pg_slotsync_failover_readiness(PG_FUNCTION_ARGS)
 		values[5] = lsn_distance(lag, 0);
 		nulls[6] = e->last_sync == 0;
 		values[6] = TimestampTzGetDatum(e->last_sync);
+		values[7] = BoolGetDatum(wal_flushed);
+		all_flushed = all_flushed && wal_flushed;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
-	put_summary(rsinfo, &w, recent, n, nready, laggards.data, max_lag);
+	put_summary(rsinfo, &w, recent, n, nready, laggards.data, max_lag,
+				all_flushed);
 	return (Datum) 0;
 }

@@ -341,12 +341,14 @@ plan_next_wait(WorkerState *ws, const SyncCycleResult *result)
 		Min(SYNC_IDLE_WAIT_MS, pg_slotsync_stale_after / 3);
 }
 
-void
-pg_slotsync_worker_main(Datum arg)
+/*
+ * Become the worker: signals, a database connection for catalog access, the
+ * session, the sync claim.  Returns the context one round of the loop
+ * allocates in.
+ */
+static MemoryContext
+worker_setup(WorkerState *ws)
 {
-	WorkerState ws;
-	SyncComplaint complaint;
-	SyncCycleResult result;
 	MemoryContext loop_cxt;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -364,13 +366,13 @@ pg_slotsync_worker_main(Datum arg)
 										 BGWORKER_BYPASS_ALLOWCONN);
 	pgstat_report_appname("pg_slotsync worker");
 
-	memset(&ws, 0, sizeof(ws));
-	sync_session_init(&ws.session, TopMemoryContext, "pg_slotsync worker",
+	memset(ws, 0, sizeof(*ws));
+	sync_session_init(&ws->session, TopMemoryContext, "pg_slotsync worker",
 					  worker_interrupted);
 	/* what one round of the loop allocates, freed at the next */
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pg_slotsync worker loop",
 									 ALLOCSET_SMALL_SIZES);
-	ws.retry_ms = SYNC_RETRY_MIN_MS;
+	ws->retry_ms = SYNC_RETRY_MIN_MS;
 
 	while (!slot_sync_claim())
 	{
@@ -379,9 +381,23 @@ pg_slotsync_worker_main(Datum arg)
 		if (ShutdownRequestPending || !RecoveryInProgress())
 			proc_exit(0);
 	}
-	watched_settings_take(&ws.watched);
-	(void) streamed_slot_name_changed(&ws);
+	watched_settings_take(&ws->watched);
+	(void) streamed_slot_name_changed(ws);
 	worker_status_started(false);
+	return loop_cxt;
+}
+
+/*
+ * The worker's loop: check the settings, connect, run a cycle, back off on
+ * failure, and plan the next wait.
+ */
+void
+pg_slotsync_worker_main(Datum arg)
+{
+	WorkerState ws;
+	SyncComplaint complaint;
+	SyncCycleResult result;
+	MemoryContext loop_cxt = worker_setup(&ws);
 
 	for (;;)
 	{

@@ -39,6 +39,12 @@
 # Messages of the extended protocol (Parse, Bind, Execute, ..., Sync) are
 # passed through to the real primary as they are.
 #
+# A personality may have hold => { kind => KIND, until_file => PATH }:
+# statements of that kind (also when they come by the extended protocol,
+# classified by the text of their Parse) wait until PATH exists before they
+# are answered; the events file says "KIND hold", then "KIND released".  A
+# primary that hangs in the middle of a cycle, for as long as a test likes.
+#
 # Any action may carry notices => N, notice => TEXT: that many
 # NoticeResponses are sent before the answer.  A personality may also have
 # startup_error => TEXT: every connection gets a FATAL ErrorResponse with
@@ -517,6 +523,7 @@ sub serve_client
 		];
 	}
 	event('connect pass');
+	my $parsed = '';
 	write_all($client,
 		msg('R', pack('N', 0)) . join('', @$status)
 		  . msg('K', pack('N N', $$, 12345)) . msg('Z', 'I'));
@@ -534,6 +541,12 @@ sub serve_client
 		{
 			# the extended protocol: passed through as it is, answered at
 			# each Sync
+			$parsed = (split(/\0/, $body, 3))[1] // '' if $type eq 'P';
+			if ($type eq 'S')
+			{
+				hold_if_asked(classify($parsed));
+				$parsed = '';
+			}
 			write_all($upstream, msg($type, $body));
 			relay_until_ready($client, $upstream) if $type eq 'S';
 		}
@@ -545,6 +558,18 @@ sub serve_client
 		}
 	}
 	write_all($upstream, msg('X', '')) if $upstream;
+	return;
+}
+
+# Wait while the personality holds statements of this kind (see above).
+sub hold_if_asked
+{
+	my ($kind) = @_;
+	my $hold = personality()->{hold};
+	return unless $hold && $hold->{kind} eq $kind;
+	event("$kind hold");
+	usleep(20_000) until -e $hold->{until_file} || getppid() == 1;
+	event("$kind released");
 	return;
 }
 
@@ -618,6 +643,7 @@ sub answer_query
 	{
 		my $kind = classify($stmt);
 		my $action = $p->{$kind} // $p->{default} // { do => 'pass' };
+		hold_if_asked($kind);
 		event("$kind $action->{do}");
 		if ($action->{notices})
 		{

@@ -81,6 +81,36 @@ $standby->reload;
 ($out, $err) = wait_ready("NULL, ARRAY['wr_a', 'wr_b']");
 is($out, 't', 'the copies caught up once sync runs again');
 
+# A consumer ahead of this standby's WAL (here: the walreceiver stopped,
+# the worker keeps a connection string of its own, nothing gates the
+# consumer): failover_readiness() says this standby has not flushed what the
+# consumer has received.
+is( $standby->safe_psql('postgres',
+		"SELECT bool_and(wal_flushed) FROM pg_slotsync.failover_readiness()"),
+	't', 'wal_flushed: the standby has what every consumer confirmed');
+$standby->safe_psql('postgres',
+	"ALTER SYSTEM SET pg_slotsync.primary_conninfo = '"
+	  . $primary->connstr . " dbname=postgres'");
+$standby->safe_psql('postgres', "ALTER SYSTEM SET primary_conninfo = ''");
+$standby->reload;
+ok( $standby->poll_query_until(
+		'postgres', 'SELECT count(*) = 0 FROM pg_stat_wal_receiver'),
+	'the walreceiver stopped');
+$primary->safe_psql('postgres', 'INSERT INTO t VALUES (2)');
+get_changes($primary, 'wr_b');
+ok( $standby->poll_query_until(
+		'postgres',
+		"SELECT string_agg(coalesce(slot_name, '-') || ':' || wal_flushed, ',' ORDER BY slot_name NULLS FIRST) FROM pg_slotsync.failover_readiness() WHERE slot_name IS NULL OR slot_name = 'wr_b'",
+		'-:false,wr_b:false'),
+	'wal_flushed: false for the slot whose consumer is ahead, and for the standby');
+$standby->safe_psql('postgres', 'ALTER SYSTEM RESET primary_conninfo');
+$standby->safe_psql('postgres', 'ALTER SYSTEM RESET pg_slotsync.primary_conninfo');
+$standby->reload;
+ok( $standby->poll_query_until(
+		'postgres',
+		"SELECT bool_and(wal_flushed) FROM pg_slotsync.failover_readiness()"),
+	'wal_flushed: true again once the standby streams');
+
 # no primary to ask: not ready, whatever the copies say
 $primary->stop;
 ($out, $err) = wait_ready("'60s'");
