@@ -184,6 +184,7 @@ extern void slot_sync_decide(const SyncInputs *in, SyncPlan *plan);
 extern StaleAction sync_stale_action(bool replace, bool listed, int64 seen_ms,
 									 int grace_ms);
 extern bool sync_local_protection_lost(bool feedback, bool streaming,
+									   bool other_timeline,
 									   const char *slot_name,
 									   bool slot_name_changed,
 									   char *why, Size whylen);

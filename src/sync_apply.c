@@ -360,6 +360,26 @@ sync_demote_ready_copies(const char *why)
 }
 
 /*
+ * Has replay moved to another timeline since WAL last streamed to this
+ * standby (see sync_local_protection_lost())?  The timeline of the first
+ * look counts as streamed, for a process that starts while nothing streams.
+ */
+static bool
+replay_left_streamed_timeline(bool streaming)
+{
+	static TimeLineID streamed_tli = 0;
+	TimeLineID	tli;
+
+	(void) GetXLogReplayRecPtr(&tli);
+	if (streaming || streamed_tli == 0)
+	{
+		streamed_tli = tli;
+		return false;
+	}
+	return tli != streamed_tli;
+}
+
+/*
  * Demote every ready copy if the standby's settings no longer protect them
  * (sync_local_protection_lost()), once per change of the reason.  For the
  * worker, and for the launcher while nobody syncs.  Returns how many.
@@ -371,10 +391,12 @@ sync_demote_if_unprotected(bool slot_name_changed)
 	char		why[128];
 	bool		own_xact;
 	int			demoted;
+	bool		streaming = slot_sync_streaming();
 
-	if (!sync_local_protection_lost(hot_standby_feedback,
-									slot_sync_streaming(), PrimarySlotName,
-									slot_name_changed, why, sizeof(why)))
+	if (!sync_local_protection_lost(hot_standby_feedback, streaming,
+									replay_left_streamed_timeline(streaming),
+									PrimarySlotName, slot_name_changed,
+									why, sizeof(why)))
 	{
 		last_why[0] = '\0';
 		return 0;

@@ -591,16 +591,22 @@ decide_staleness(const SyncInputs *in, SyncPlan *plan)
  * kept the rows while this standby's slot held them): an HA tool that finds
  * no leader (Patroni) takes primary_conninfo and primary_slot_name away
  * until one leads, and demoting every copy then would make whichever
- * standby it promotes drop them all.  Once WAL streams again, the slot the
+ * standby it promotes drop them all.  Except when replay moves to another
+ * timeline meanwhile ("other_timeline"): that WAL comes from a newly
+ * promoted primary, through restore_command, and that server was never
+ * told to keep our rows.  Once WAL streams again, the slot the
  * standby streams through is checked on the primary as always (rule 2).
  */
 bool
 sync_local_protection_lost(bool feedback, bool streaming,
-						   const char *slot_name, bool slot_name_changed,
-						   char *why, Size whylen)
+						   bool other_timeline, const char *slot_name,
+						   bool slot_name_changed, char *why, Size whylen)
 {
 	if (!feedback)
 		strlcpy(why, "\"hot_standby_feedback\" is off", whylen);
+	else if (!streaming && other_timeline)
+		strlcpy(why, "replay moved to another timeline while no primary was known to keep the copies' catalog rows",
+				whylen);
 	else if (!streaming)
 		return false;
 	else if (slot_name == NULL || slot_name[0] == '\0')

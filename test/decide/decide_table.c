@@ -616,18 +616,20 @@ static bool
 check_protection(int n)
 {
 	char		why[128];
-	bool		ok = !sync_local_protection_lost(true, true, "sb", false, why, sizeof(why)) &&
-		sync_local_protection_lost(false, true, "sb", false, why, sizeof(why)) &&
-		sync_local_protection_lost(false, false, "sb", false, why, sizeof(why)) &&
-		sync_local_protection_lost(true, true, "", false, why, sizeof(why)) &&
-		sync_local_protection_lost(true, true, NULL, false, why, sizeof(why)) &&
-		sync_local_protection_lost(true, true, "sb", true, why, sizeof(why)) &&
+	bool		ok = !sync_local_protection_lost(true, true, false, "sb", false, why, sizeof(why)) &&
+		sync_local_protection_lost(false, true, false, "sb", false, why, sizeof(why)) &&
+		sync_local_protection_lost(false, false, false, "sb", false, why, sizeof(why)) &&
+		sync_local_protection_lost(true, true, false, "", false, why, sizeof(why)) &&
+		sync_local_protection_lost(true, true, false, NULL, false, why, sizeof(why)) &&
+		sync_local_protection_lost(true, true, false, "sb", true, why, sizeof(why)) &&
 		strstr(why, "primary_slot_name") != NULL &&
-		!sync_local_protection_lost(true, false, "", false, why, sizeof(why)) &&
-		!sync_local_protection_lost(true, false, NULL, false, why, sizeof(why)) &&
-		!sync_local_protection_lost(true, false, "sb", true, why, sizeof(why));
+		!sync_local_protection_lost(true, false, false, "", false, why, sizeof(why)) &&
+		!sync_local_protection_lost(true, false, false, NULL, false, why, sizeof(why)) &&
+		!sync_local_protection_lost(true, false, false, "sb", true, why, sizeof(why)) &&
+		sync_local_protection_lost(true, false, true, "", false, why, sizeof(why)) &&
+		strstr(why, "timeline") != NULL;
 
-	printf("%s %d - protection: feedback off, or, while WAL streams, no slot name or another slot name\n",
+	printf("%s %d - protection: feedback off; while WAL streams, no slot name or another slot name; while nothing streams, only replay on another timeline\n",
 		   ok ? "ok" : "not ok", n);
 	return ok;
 }
