@@ -1,0 +1,703 @@
+#!/usr/bin/python3
+"""Scale bench (issue 13): sync lag and CPU against the number of failover
+slots, pg_slotsync on PostgreSQL 15 against PostgreSQL 17/18 core, one
+after the other in the same run, same workload.
+
+For each system and each slot count N (--slots, default 10,100,1000,5000) a
+primary and a standby (a copy of the stopped primary, so the standby's sync
+runs before the slots exist), max_replication_slots = N + 20 on both, N
+failover slots (test_decoding) made on the primary (as copies of one
+template slot, see benchlib.System.create_slots_by_copy) and ready on the
+standby (core needs each slot to move past the standby's catalog_xmin
+first: rows, a running-transactions record and every slot advanced, until
+all are ready).  A tenth of them (at least 2, at most 10), spread over the
+slot array, are the sample slots.  Then, each phase optional (--phases):
+
+  cpu_idle     --cpu-seconds of nothing: CPU of the standby's sync worker
+               and of the primary backend serving it (ours: the one waiting
+               in wait_for_failover_slot_change(); core's: the backend its
+               worker polls through), in % of one core, from
+               /proc/PID/schedstat; and transactions per second on the
+               primary (the sync's queries);
+  cpu_one      the same while one slot moves per second (a row inserted,
+               then a sample slot advanced over it, once a second), from
+               when the first move has reached the standby (core's worker
+               may be in a long nap after the idle phase);
+  idle         sync lag after idle gaps: --idle-samples gaps spread evenly
+               over (0, --max-idle] in a fixed shuffled order; after each,
+               a row is inserted and a sample slot advanced over it; lag is
+               from the moment pg_replication_slot_advance() returns until
+               the standby's copy shows the same confirmed_flush_lsn
+               (polled every --poll-ms, more if one poll costs more than
+               half of that: the poll interval used is recorded);
+  load_all     the same while every other slot moves too: a mover advances
+               all of them to the current end of WAL, 100 per statement,
+               round after round, over a light insert load (one row every
+               10 ms) that gives each round something to move over; the
+               slot moves per second it achieved are recorded (each advance
+               decodes from the slot's restart_lsn: with a heavy insert load
+               the rounds would take minutes at 1000 slots and more);
+  load_one     the same under a continuous insert load (50-row inserts
+               every 5 ms), only the sampled slot moving.
+
+Every lag is also recorded "after WAL": from when the standby had received
+the WAL (pg_last_wal_receive_lsn()), which leaves out physical replication.
+CPU is also recorded over the load phases.  Each phase records how busy the
+machine was while it ran.
+
+Results go to --out, one JSON file per system, slot count and run, saved
+after every phase; `report` turns every file there into Markdown tables (one
+per metric, against slot count; medians over runs with their range) and
+gnuplot plots (--plot-dir).  Partial and repeated runs: --slots 5000 only,
+--systems core only, --phases idle only, --skip-done.
+
+  bench/get_core_binaries.sh 18.4.0-beta.17 /tmp/pgcore/18
+  bench/scale_bench.py run --core-bin /tmp/pgcore/18/package/native/bin \\
+      --pg15-bin $(pg_config --bindir) --slots 10,100,1000,5000 --out /tmp/scale
+  bench/scale_bench.py report --out /tmp/scale --plot-dir docs/img
+
+As root `run` runs itself again as postgres; `report` as root installs
+gnuplot-nox when it is missing.  Needs python3-psycopg2.
+"""
+import argparse
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib as bl  # noqa: E402
+
+# load_all before load_one: each slot advance decodes from the slot's
+# restart_lsn, and load_one's WAL would make the mover's first rounds slow
+PHASES = ("cpu_idle", "cpu_one", "idle", "load_all", "load_one")
+LAG_PHASES = ("idle", "load_one", "load_all")
+
+
+# --------------------------------------------------------------- workloads
+
+class Repeater(threading.Thread):
+    """Runs step(cursor) on its own primary connection until stopped."""
+
+    def __init__(self, node, step, pause):
+        super().__init__(daemon=True)
+        self.node, self.step, self.pause = node, step, pause
+        self.stop_flag, self.count, self.error = False, 0, None
+
+    def run(self):
+        try:
+            c = self.node.connect()
+            cur = c.cursor()
+            while not self.stop_flag:
+                self.count += self.step(cur)
+                time.sleep(self.pause)
+            c.close()
+        except Exception as e:  # reported with the phase's results
+            self.error = str(e).strip()
+
+    def finish(self):
+        self.stop_flag = True
+        self.join()
+
+
+def insert_rows(n):
+    def step(cur):
+        cur.execute("INSERT INTO t (v) SELECT 'load' FROM generate_series(1, %s)", (n,))
+        return n
+    return step
+
+
+class Mover(threading.Thread):
+    """Advances every slot in `names` to the end of WAL, `batch` per
+    statement, round after round, until stopped."""
+
+    def __init__(self, node, names, batch=100):
+        super().__init__(daemon=True)
+        self.node, self.names, self.batch = node, names, batch
+        self.stop_flag, self.moves, self.rounds, self.error = False, 0, 0, None
+        self.round_times = []
+
+    def run(self):
+        try:
+            c = self.node.connect()
+            cur = c.cursor()
+            while not self.stop_flag:
+                t = time.monotonic()
+                for i in range(0, len(self.names), self.batch):
+                    if self.stop_flag:
+                        break
+                    part = self.names[i:i + self.batch]
+                    cur.execute("SELECT count(pg_replication_slot_advance(n, pg_current_wal_lsn())) "
+                                "FROM unnest(%s::name[]) n", (part,))
+                    self.moves += len(part)
+                    time.sleep(0.005)
+                else:
+                    self.rounds += 1
+                    self.round_times.append(time.monotonic() - t)
+            c.close()
+        except Exception as e:
+            self.error = str(e).strip()
+
+    def finish(self):
+        self.stop_flag = True
+        self.join()
+
+
+class LagProbe:
+    """Moves one slot on the primary and waits for the standby's copy."""
+
+    CHECK = ("SELECT pg_last_wal_receive_lsn() >= %s::pg_lsn, "
+             "(SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
+             "WHERE slot_name = %s)")
+
+    def __init__(self, sysm, poll_ms):
+        self.pc = sysm.primary.connect()
+        self.sc = sysm.standby.connect()
+        self.pcur, self.scur = self.pc.cursor(), self.sc.cursor()
+        self.poll_s = poll_ms / 1000.0
+
+    def poll_cost(self, slot, n=20):
+        costs = []
+        for _ in range(n):
+            t = time.monotonic()
+            self.scur.execute(self.CHECK, ("0/0", "0/0", slot))
+            self.scur.fetchall()
+            costs.append(time.monotonic() - t)
+        return statistics.median(costs)
+
+    def sample(self, slot, timeout=120):
+        self.pcur.execute("INSERT INTO t (v) VALUES ('sample')")
+        self.pcur.execute("SELECT end_lsn FROM pg_replication_slot_advance(%s, pg_current_wal_lsn())",
+                          (slot,))
+        target = self.pcur.fetchone()[0]
+        t0 = time.monotonic()
+        received = None
+        while True:
+            self.scur.execute(self.CHECK, (target, target, slot))
+            got_wal, synced = self.scur.fetchone()
+            now = time.monotonic()
+            if got_wal and received is None:
+                received = now
+            if synced:
+                return now - t0, now - max(received or now, t0)
+            if now - t0 > timeout:
+                return float("inf"), float("inf")
+            time.sleep(self.poll_s)
+
+    def close(self):
+        self.pc.close()
+        self.sc.close()
+
+
+# ------------------------------------------------------------------- phases
+
+def make_ready(sysm, names):
+    """Every slot ready on the standby; core needs them to move first."""
+    p, s = sysm.primary, sysm.standby
+    sql = sysm.ready_count_sql()
+    wait_s = max(10, len(names) / 50)
+    if sysm.ours and sysm.wait(lambda: s.q(sql)[0][0] == len(names), wait_s, 0.2):
+        return 0
+    c = p.connect()
+    cur = c.cursor()
+    try:
+        for kick in range(1, 21):
+            cur.execute("INSERT INTO t (v) VALUES ('kick')")
+            cur.execute("CHECKPOINT" if sysm.ours else "SELECT pg_log_standby_snapshot()")
+            cur.execute("INSERT INTO t (v) VALUES ('kick')")
+            sysm.advance_all(cur, names)
+            if sysm.wait(lambda: s.q(sql)[0][0] == len(names), wait_s, 0.2):
+                return kick
+    finally:
+        c.close()
+    raise RuntimeError("%s: not all %d slots became ready: %s"
+                       % (sysm.kind, len(names), s.q(sql)[0]))
+
+
+def phase_cpu_idle(sysm, args, ctx):
+    x0 = sysm.primary.q1("SELECT xact_commit FROM pg_stat_database WHERE datname = 'postgres'")
+    w = bl.CpuWindow(sysm)
+    time.sleep(args.cpu_seconds)
+    out = w.stop()
+    x1 = sysm.primary.q1("SELECT xact_commit FROM pg_stat_database WHERE datname = 'postgres'")
+    out["primary_xacts_per_s"] = round((x1 - x0 - 2) / out["seconds"], 2)  # less our own two
+    return out
+
+
+def phase_cpu_one(sysm, args, ctx):
+    samples = ctx["sample_slots"]
+    state = {"i": 0}
+
+    def step(cur):
+        cur.execute("INSERT INTO t (v) VALUES ('one per second')")
+        cur.execute("SELECT pg_replication_slot_advance(%s, pg_current_wal_lsn())",
+                    (samples[state["i"] % len(samples)],))
+        state["i"] += 1
+        return 1
+    mover = Repeater(sysm.primary, step, 1.0)
+    mover.start()
+    # steady state first: core's worker may be in a long nap after idling
+    t = time.monotonic()
+    sysm.wait(lambda: mover.count >= 1 or mover.error, 10, 0.05)
+    first = sysm.primary.q1("SELECT confirmed_flush_lsn FROM pg_replication_slots "
+                            "WHERE slot_name = %s", (samples[0],))
+    sysm.wait(lambda: sysm.standby.q1("SELECT count(*) FROM pg_replication_slots WHERE "
+                                      "slot_name = %s AND confirmed_flush_lsn >= %s::pg_lsn",
+                                      (samples[0], first)) == 1, 90, 0.1)
+    time.sleep(2)
+    warmup = time.monotonic() - t
+    w = bl.CpuWindow(sysm)
+    time.sleep(args.cpu_seconds)
+    out = w.stop()
+    mover.finish()
+    out["moves"] = mover.count
+    out["warmup_s"] = round(warmup, 1)
+    out["error"] = mover.error
+    return out
+
+
+def gaps(n, max_idle, seed):
+    g = [max_idle * (i + 1) / n for i in range(n)]
+    random.Random(seed).shuffle(g)
+    return g
+
+
+def lag_phase(sysm, args, ctx, nsamples, between, label):
+    probe = LagProbe(sysm, ctx["poll_ms"])
+    rnd = random.Random(args.seed)
+    lags, own = [], []
+    try:
+        for i in range(nsamples):
+            between(i)
+            slot = rnd.choice(ctx["sample_slots"])
+            a, b = probe.sample(slot)
+            lags.append(a)
+            own.append(b)
+            if label == "idle" or args.verbose:
+                bl.log("%s %d %s sample %d (%s): %s ms, after WAL %s ms"
+                       % (sysm.kind, sysm.nslots, label, i, slot, bl.fmt_ms(a), bl.fmt_ms(b)))
+    finally:
+        probe.close()
+    return {"lag": lags, "after_wal": own, "summary": bl.summary(lags),
+            "summary_after_wal": bl.summary(own)}
+
+
+def phase_idle(sysm, args, ctx):
+    n = ctx["idle_samples"]
+    g = gaps(n, args.max_idle, args.seed)
+    m = bl.MachineWindow()
+    out = lag_phase(sysm, args, ctx, n, lambda i: time.sleep(g[i]), "idle")
+    out["gaps_s"] = g
+    out["machine"] = m.stop()
+    return out
+
+
+def phase_load_one(sysm, args, ctx):
+    load = Repeater(sysm.primary, insert_rows(50), 0.005)
+    load.start()
+    time.sleep(1)
+    w = bl.CpuWindow(sysm)
+    rnd = random.Random(args.seed + 1)
+    out = lag_phase(sysm, args, ctx, ctx["load_samples"],
+                    lambda i: time.sleep(rnd.uniform(0, 0.1)), "load_one")
+    out["cpu"] = w.stop()
+    out["machine"] = out["cpu"]["machine"]
+    load.finish()
+    out["load_rows_per_s"] = round(load.count / out["cpu"]["seconds"])
+    out["error"] = load.error
+    return out
+
+
+def phase_load_all(sysm, args, ctx):
+    others = [n for n in ctx["names"] if n not in set(ctx["sample_slots"])]
+    load = Repeater(sysm.primary, insert_rows(1), 0.01)
+    mover = Mover(sysm.primary, others)
+    load.start()
+    mover.start()
+    # every slot has moved once before the first sample (bounded)
+    sysm.wait(lambda: mover.rounds >= 1 or mover.error, 300, 0.1)
+    moves0, t0 = mover.moves, time.monotonic()
+    w = bl.CpuWindow(sysm)
+    rnd = random.Random(args.seed + 2)
+    out = lag_phase(sysm, args, ctx, ctx["load_samples"],
+                    lambda i: time.sleep(rnd.uniform(0, 0.1)), "load_all")
+    out["cpu"] = w.stop()
+    out["machine"] = out["cpu"]["machine"]
+    dt = time.monotonic() - t0
+    moves = mover.moves - moves0
+    mover.finish()
+    load.finish()
+    out["slot_moves_per_s"] = round(moves / dt, 1)
+    out["round_s"] = bl.summary(mover.round_times)
+    out["error"] = mover.error or load.error
+    return out
+
+
+PHASE_FUNCS = {"cpu_idle": phase_cpu_idle, "cpu_one": phase_cpu_one, "idle": phase_idle,
+               "load_one": phase_load_one, "load_all": phase_load_all}
+
+
+def run_one(kind, bindir, args, base, port, nslots, run_id):
+    path = bl.result_path(args.out, "scale", kind, nslots, run_id)
+    small = nslots <= 1000
+    ctx = {"names": ["b%d" % i for i in range(nslots)],
+           "idle_samples": args.idle_samples or (8 if small else 4),
+           "load_samples": args.load_samples or (60 if small else 30)}
+    k = max(2, min(10, nslots // 10))   # the others move in load_all
+    ctx["sample_slots"] = ["b%d" % (i * nslots // k) for i in range(k)]
+    res = {"bench": "scale", "kind": kind, "slots": nslots, "run_id": run_id,
+           "version": bl.server_version(bindir), "complete": False, "label": args.label,
+           "code": bl.code_identity(args.pg15_bin) if kind == "pg_slotsync" else None,
+           "params": {"cpu_seconds": args.cpu_seconds, "max_idle": args.max_idle,
+                      "idle_samples": ctx["idle_samples"], "load_samples": ctx["load_samples"],
+                      "poll_ms": args.poll_ms, "phases": args.phases, "seed": args.seed},
+           "started": time.strftime("%Y-%m-%d %H:%M:%S"), "phases": {}}
+    sysm = bl.System(kind, bindir, base, port, nslots)
+    try:
+        t = time.monotonic()
+        sysm.init_primary()
+        sysm.standby_by_copy_stopped()
+        sysm.standby.start()
+        if not sysm.wait(lambda: sysm.standby.q1("SELECT count(*) FROM pg_stat_wal_receiver") == 1,
+                         60):
+            raise RuntimeError("the standby does not stream")
+        time.sleep(2)
+        sysm.create_slots_by_copy(ctx["names"])
+        res["setup"] = {"kicks": make_ready(sysm, ctx["names"])}
+        res["setup"]["seconds"] = round(time.monotonic() - t, 1)
+        time.sleep(args.settle)
+        probe = LagProbe(sysm, args.poll_ms)
+        cost = probe.poll_cost(ctx["sample_slots"][0])
+        probe.close()
+        ctx["poll_ms"] = max(args.poll_ms, round(2000 * cost, 1))
+        res["setup"].update(poll_cost_ms=round(cost * 1000, 2), poll_ms_used=ctx["poll_ms"])
+        bl.log("%s %d slots ready after %.0f s (%d kicks); lag polls every %.1f ms (a poll: %.2f ms)"
+               % (kind, nslots, res["setup"]["seconds"], res["setup"]["kicks"], ctx["poll_ms"],
+                  cost * 1000))
+        bl.save(path, res)
+        for ph in PHASES:
+            if ph not in args.phases.split(","):
+                continue
+            t = time.monotonic()
+            res["phases"][ph] = PHASE_FUNCS[ph](sysm, args, ctx)
+            res["phases"][ph]["wall_s"] = round(time.monotonic() - t, 1)
+            bl.log("%s %d %s: %s" % (kind, nslots, ph, short(res["phases"][ph])))
+            bl.save(path, res)
+        res["complete"] = True
+        bl.save(path, res)
+    finally:
+        sysm.stop()
+        if args.keep_logs:
+            for n in (sysm.standby, sysm.primary):
+                if os.path.exists(n.logfile):
+                    shutil.copy(n.logfile, path[:-5] + "-" + n.name + ".log")
+    return res
+
+
+def short(ph):
+    if "summary" in ph:
+        s = ph["summary"]
+        return "lag p50/p90/p99 %s/%s/%s ms (n=%d)" % (bl.fmt_ms(s["p50"]), bl.fmt_ms(s["p90"]),
+                                                      bl.fmt_ms(s["p99"]), s["n"])
+    return "cpu standby worker %s %%, primary backend %s %%; machine busy %s %%" % (
+        ph.get("standby_worker"), ph.get("primary_backend"), ph["machine"]["busy_pct"])
+
+
+def cmd_run(args):
+    bl.reexec_unprivileged()
+    os.makedirs(args.out, exist_ok=True)
+    run_id = time.strftime("%Y%m%d-%H%M%S")
+    base = tempfile.mkdtemp(prefix="scale_bench.")
+    try:
+        for nslots in [int(x) for x in args.slots.split(",")]:
+            for i, kind in enumerate(args.systems.split(",")):
+                if args.skip_done and bl.done_already(args.out, "scale", kind, nslots):
+                    bl.log("%s %d: done already, skipped" % (kind, nslots))
+                    continue
+                if kind == "core" and not args.core_bin:
+                    sys.exit("--core-bin is needed for the core system")
+                bindir = args.core_bin if kind == "core" else args.pg15_bin
+                sub = os.path.join(base, "%s-%d" % (kind, nslots))
+                os.makedirs(sub)
+                try:
+                    run_one(kind, bindir, args, sub, args.port + 10 * i, nslots, run_id)
+                except Exception as e:
+                    bl.log("%s %d failed: %s" % (kind, nslots, e))
+                    if not args.keep_going:
+                        raise
+                shutil.rmtree(sub, ignore_errors=True)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    cmd_report(args)
+
+
+# ------------------------------------------------------------------ report
+
+def label(kind, results):
+    if kind == "pg_slotsync":
+        return "pg_slotsync (15)"
+    vers = sorted({r["version"] for r in results if r["kind"] == "core"})
+    return "core " + "/".join(vers)
+
+
+def median(v):
+    v = sorted(x for x in v if x is not None)
+    return v[len(v) // 2] if v else None
+
+
+def runs_of(results, kind, n, phase):
+    return [r["phases"][phase] for r in results
+            if r["kind"] == kind and r["slots"] == n and phase in r["phases"]]
+
+
+def lag_cells(runs, key="summary"):
+    if not runs:
+        return "-", "-", None
+    s = [r[key] for r in runs]
+    p = {q: median([x[q] for x in s]) for q in ("p50", "p90", "p99")}
+    trip = "%s / %s / %s" % tuple(bl.fmt_ms(p[q]) for q in ("p50", "p90", "p99"))
+    n = "%d" % s[0]["n"] if len(s) == 1 else "%d runs x %s" % (len(s), "/".join(
+        str(x["n"]) for x in s))
+    if len(s) > 1:
+        lo = min(x["p99"] for x in s)
+        hi = max(x["p99"] for x in s)
+        n += ", p99 %s-%s" % (bl.fmt_ms(lo), bl.fmt_ms(hi))
+    return trip, n, p["p99"]
+
+
+def busy(runs):
+    b = [r["machine"]["busy_pct"] for r in runs if r.get("machine")]
+    if not b:
+        return "-"
+    return "%.0f" % b[0] if len(b) == 1 else "%.0f-%.0f" % (min(b), max(b))
+
+
+LAG_TITLES = {
+    "idle": "Sync lag after idle gaps (up to --max-idle s), ms",
+    "load_one": "Sync lag under an insert load, one slot moving, ms",
+    "load_all": "Sync lag while every slot moves (light insert load), ms",
+}
+
+
+def report_lag(results, phase, key, sizes, out):
+    title = LAG_TITLES[phase] + (" (after the standby received the WAL)"
+                                 if key == "summary_after_wal" else "")
+    out.append("\n#### %s\n" % title)
+    extra = " | slot moves/s ours / core" if phase == "load_all" else ""
+    out.append("| slots | %s p50 / p90 / p99 | samples | %s p50 / p90 / p99 | samples | p99 ratio "
+               "| machine busy %% ours / core%s |" % (label("pg_slotsync", results),
+                                                      label("core", results), extra))
+    out.append("| --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if extra else ""))
+    for n in sizes:
+        a = runs_of(results, "pg_slotsync", n, phase)
+        b = runs_of(results, "core", n, phase)
+        if not a and not b:
+            continue
+        ta, na, pa = lag_cells(a, key)
+        tb, nb, pb = lag_cells(b, key)
+        ratio = "%.3f" % (pa / pb) if pa is not None and pb not in (None, 0) else "-"
+        row = "| %d | %s | %s | %s | %s | %s | %s / %s |" % (n, ta, na, tb, nb, ratio, busy(a),
+                                                             busy(b))
+        if extra:
+            row += " %s / %s |" % tuple("/".join("%.0f" % r["slot_moves_per_s"] for r in x) or "-"
+                                        for x in (a, b))
+        out.append(row)
+
+
+def cpu_cell(runs, key):
+    v = [r[key] for r in runs if r.get(key) is not None]
+    if not v:
+        return "-"
+    m = median(v)
+    return "%.2f" % m if len(v) == 1 else "%.2f (%.2f-%.2f)" % (m, min(v), max(v))
+
+
+def report_cpu(results, sizes, out, who, title):
+    out.append("\n#### %s, %% of one core\n" % title)
+    out.append("| slots | %s idle | %s 1 move/s | %s idle | %s 1 move/s | ours under load "
+               "(one / all moving) | core under load (one / all moving) | machine busy %% |"
+               % ((label("pg_slotsync", results),) * 2 + (label("core", results),) * 2))
+    out.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for n in sizes:
+        cells = []
+        for kind in ("pg_slotsync", "core"):
+            for ph in ("cpu_idle", "cpu_one"):
+                cells.append(cpu_cell(runs_of(results, kind, n, ph), who))
+        for kind in ("pg_slotsync", "core"):
+            cells.append(" / ".join(cpu_cell([r["cpu"] for r in runs_of(results, kind, n, ph)],
+                                             who) for ph in ("load_one", "load_all")))
+        allruns = [r for k in ("pg_slotsync", "core") for ph in ("cpu_idle", "cpu_one")
+                   for r in runs_of(results, k, n, ph)]
+        if all(c in ("-", "- / -") for c in cells):
+            continue
+        out.append("| %d | %s | %s |" % (n, " | ".join(cells), busy(allruns)))
+
+
+def write_plots(results, sizes, plot_dir):
+    if not bl.ensure_gnuplot():
+        return None
+    os.makedirs(plot_dir, exist_ok=True)
+    lagdat = os.path.join(plot_dir, "scale-lag.dat")
+    cpudat = os.path.join(plot_dir, "scale-cpu.dat")
+    with open(lagdat, "w") as f:
+        f.write("# slots, p99 lag in ms: ours idle, load_one, load_all; core idle, load_one, "
+                "load_all ('-' = not measured)\n")
+        for n in sizes:
+            row = [str(n)]
+            for kind in ("pg_slotsync", "core"):
+                for ph in LAG_PHASES:
+                    p = lag_cells(runs_of(results, kind, n, ph))[2]
+                    row.append("-" if p is None or p == float("inf") else "%.2f" % (p * 1000))
+            f.write(" ".join(row) + "\n")
+    with open(cpudat, "w") as f:
+        f.write("# slots, %% of one core: ours primary idle, 1/s, standby idle, 1/s; "
+                "core the same\n")
+        for n in sizes:
+            row = [str(n)]
+            for kind in ("pg_slotsync", "core"):
+                for who in ("primary_backend", "standby_worker"):
+                    for ph in ("cpu_idle", "cpu_one"):
+                        v = median([r.get(who) for r in runs_of(results, kind, n, ph)])
+                        row.append("-" if v is None else "%.3f" % v)
+            f.write(" ".join(row) + "\n")
+    gp = os.path.join(plot_dir, "scale.gp")
+    with open(gp, "w") as f:
+        f.write("""# made by bench/scale_bench.py report; run: gnuplot scale.gp (in this directory)
+set terminal svg size 860,480 dynamic font "sans,11"
+set datafile missing "-"
+set logscale xy
+set xlabel "failover slots"
+set key outside right
+set grid
+set xtics (10, 100, 1000, 5000)
+set output "scale-lag.svg"
+set ylabel "sync lag p99, ms"
+plot "scale-lag.dat" u 1:2 w lp lw 2 pt 7 lc 1 t "pg_slotsync idle gaps", \\
+     "" u 1:3 w lp lw 2 pt 5 lc 2 t "pg_slotsync one moving", \\
+     "" u 1:4 w lp lw 2 pt 9 lc 3 t "pg_slotsync all moving", \\
+     "" u 1:5 w lp lw 2 dt 2 pt 6 lc 1 t "core idle gaps", \\
+     "" u 1:6 w lp lw 2 dt 2 pt 4 lc 2 t "core one moving", \\
+     "" u 1:7 w lp lw 2 dt 2 pt 8 lc 3 t "core all moving"
+set output "scale-cpu.svg"
+set ylabel "% of one core"
+set logscale y
+plot "scale-cpu.dat" u 1:($2>0?$2:0.001) w lp lw 2 pt 7 lc 1 t "pg_slotsync primary, idle", \\
+     "" u 1:($3>0?$3:0.001) w lp lw 2 pt 5 lc 2 t "pg_slotsync primary, 1 move/s", \\
+     "" u 1:($4>0?$4:0.001) w lp lw 2 pt 9 lc 3 t "pg_slotsync standby, idle", \\
+     "" u 1:($5>0?$5:0.001) w lp lw 2 pt 11 lc 4 t "pg_slotsync standby, 1 move/s", \\
+     "" u 1:($6>0?$6:0.001) w lp lw 2 dt 2 pt 6 lc 1 t "core primary, idle", \\
+     "" u 1:($7>0?$7:0.001) w lp lw 2 dt 2 pt 4 lc 2 t "core primary, 1 move/s", \\
+     "" u 1:($8>0?$8:0.001) w lp lw 2 dt 2 pt 8 lc 3 t "core standby, idle", \\
+     "" u 1:($9>0?$9:0.001) w lp lw 2 dt 2 pt 10 lc 4 t "core standby, 1 move/s"
+""")
+    r = subprocess.run(["gnuplot", "scale.gp"], cwd=plot_dir, capture_output=True, text=True)
+    if r.returncode != 0:
+        bl.log("gnuplot failed: " + r.stderr.strip())
+        return None
+    return plot_dir
+
+
+def cmd_report(args):
+    results = bl.load_results(args.out, "scale")
+    if not results:
+        print("no results in %s" % args.out)
+        return
+    sizes = sorted({r["slots"] for r in results})
+    out = ["\n### Sync lag and CPU against the number of failover slots (scale_bench.py)\n"]
+    commits = sorted({(r.get("code") or {}).get("commit") or "?" for r in results
+                      if r["kind"] == "pg_slotsync"})
+    out.append("pg_slotsync commit %s; runs %s; %s.\n" % (
+        ", ".join(c[:12] for c in commits), ", ".join(sorted({r["run_id"] for r in results})),
+        "; ".join("%s %d: %s" % (r["kind"], r["slots"], "complete" if r.get("complete")
+                                 else "partial (%s)" % ",".join(r["phases"]))
+                  for r in sorted(results, key=lambda r: (r["slots"], r["kind"]))
+                  if not r.get("complete"))
+        or "every run complete"))
+    for ph in LAG_PHASES:
+        report_lag(results, ph, "summary", sizes, out)
+    out.append("\n#### The same, counted from when the standby had received the WAL: "
+               "p50 / p90 / p99, ms\n")
+    out.append("| slots | phase | %s | %s |" % (label("pg_slotsync", results),
+                                              label("core", results)))
+    out.append("| --- | --- | --- | --- |")
+    for n in sizes:
+        for ph in LAG_PHASES:
+            a = lag_cells(runs_of(results, "pg_slotsync", n, ph), "summary_after_wal")[0]
+            b = lag_cells(runs_of(results, "core", n, ph), "summary_after_wal")[0]
+            if a != "-" or b != "-":
+                out.append("| %d | %s | %s | %s |" % (n, ph, a, b))
+    report_cpu(results, sizes, out, "primary_backend",
+               "Primary-side CPU of the backend serving the standby's sync")
+    report_cpu(results, sizes, out, "standby_worker", "CPU of the standby's sync worker")
+    out.append("\n#### Idle transactions per second on the primary, and setup\n")
+    out.append("| slots | system | xacts/s idle | lag poll interval | one poll | setup |")
+    out.append("| --- | --- | --- | --- | --- | --- |")
+    for n in sizes:
+        for kind in ("pg_slotsync", "core"):
+            rs = [r for r in results if r["kind"] == kind and r["slots"] == n and "setup" in r]
+            if not rs:
+                continue
+            x = [r["phases"]["cpu_idle"]["primary_xacts_per_s"] for r in rs
+                 if "cpu_idle" in r["phases"]]
+            out.append("| %d | %s | %s | %s ms | %s ms | %s |" % (
+                n, label(kind, results), "/".join("%.1f" % v for v in x) or "-",
+                "/".join(str(r["setup"]["poll_ms_used"]) for r in rs),
+                "/".join(str(r["setup"]["poll_cost_ms"]) for r in rs),
+                "/".join("%.0f s, %d kicks" % (r["setup"]["seconds"], r["setup"]["kicks"])
+                         for r in rs)))
+    text = "\n".join(out) + "\n"
+    print(text)
+    with open(os.path.join(args.out, "report.md"), "w") as f:
+        f.write(text)
+    if args.plot_dir:
+        d = write_plots(results, sizes, args.plot_dir)
+        if d:
+            print("plots: %s/scale-lag.svg, %s/scale-cpu.svg" % (d, d))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="measure, then print the report")
+    r.add_argument("--core-bin", help="bin directory of PostgreSQL 17/18 core")
+    r.add_argument("--pg15-bin", default=bl.PG15_BIN_DEFAULT,
+                   help="bin directory of PostgreSQL 15 with pg_slotsync installed")
+    r.add_argument("--systems", default="pg_slotsync,core")
+    r.add_argument("--slots", default="10,100,1000,5000", help="comma-separated slot counts")
+    r.add_argument("--phases", default=",".join(PHASES))
+    r.add_argument("--idle-samples", type=int, default=0,
+                   help="default 8, 4 above 1000 slots")
+    r.add_argument("--load-samples", type=int, default=0,
+                   help="per load phase; default 60, 30 above 1000 slots")
+    r.add_argument("--max-idle", type=float, default=60)
+    r.add_argument("--cpu-seconds", type=float, default=30)
+    r.add_argument("--poll-ms", type=float, default=2)
+    r.add_argument("--settle", type=float, default=5, help="idle seconds after setup")
+    r.add_argument("--seed", type=int, default=13)
+    r.add_argument("--port", type=int, default=56200)
+    r.add_argument("--label", default="", help="free text stored with the results")
+    r.add_argument("--out", default="/tmp/slotsync_bench/scale")
+    r.add_argument("--plot-dir", help="also write the plots here (with the report)")
+    r.add_argument("--skip-done", action="store_true",
+                   help="skip system/slot-count pairs with a complete result in --out")
+    r.add_argument("--keep-going", action="store_true", help="go on after a failed pair")
+    r.add_argument("--keep-logs", action="store_true", help="keep the server logs in --out")
+    r.add_argument("--verbose", action="store_true", help="log every sample")
+    rep = sub.add_parser("report", help="Markdown tables (and plots) from the results in --out")
+    rep.add_argument("--out", default="/tmp/slotsync_bench/scale")
+    rep.add_argument("--plot-dir", help="write scale-lag.svg and scale-cpu.svg here")
+    args = ap.parse_args()
+    if args.cmd == "run":
+        cmd_run(args)
+    else:
+        cmd_report(args)
+
+
+if __name__ == "__main__":
+    main()
