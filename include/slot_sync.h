@@ -187,7 +187,8 @@ typedef struct SyncSession
 	struct HTAB *memory;		/* per-slot memory, see sync_cycle.c */
 	TimestampTz last_full;		/* when the primary last sent everything */
 	TransactionId last_primary_xmin;	/* its physical slot's, then */
-	int			logical_slots_seen; /* local logical slots after a cycle */
+	int			logical_slots_seen; /* live local logical slots after a
+									 * cycle */
 	struct HTAB *stale;			/* stale slots seen, see sync_stale.c */
 	bool		stale_pending;	/* ... some still there */
 } SyncSession;

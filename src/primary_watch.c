@@ -102,6 +102,7 @@ typedef struct WatchedSlot
 	bool		reported;		/* in the last answer's state */
 	bool		present;		/* seen by the latest look */
 	bool		changed;		/* ... and different from what was sent */
+	bool		corrupt_reported;	/* its corrupt marker was logged */
 	WatchState	sent;
 	WatchState	now;
 	MarkerCacheEntry marker;
@@ -187,8 +188,16 @@ look_at_slots(SlotCopy *slots, const char *standby_slot, bool full,
 				   sizeof(WatchedSlot) - sizeof(NameData));
 			w->marker.valid = false;
 		}
-		if (slot_marker_read_cached(name, &w->marker) == SLOT_MARKER_CORRUPT ||
-			!slot_counts_as_failover(name, true, s->persistency,
+		if (slot_marker_read_cached(name, &w->marker) == SLOT_MARKER_CORRUPT)
+		{
+			/* once per session and slot: this runs a few times a second */
+			if (!w->corrupt_reported)
+				slot_marker_report_corrupt(name, WARNING);
+			w->corrupt_reported = true;
+			continue;
+		}
+		w->corrupt_reported = false;
+		if (!slot_counts_as_failover(name, true, s->persistency,
 									 w->marker.marker.flags, in_recovery))
 			continue;
 

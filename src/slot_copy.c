@@ -105,11 +105,13 @@ slot_copy_is_invalidated(const SlotCopy *slot)
 }
 
 /*
- * How many logical slots the server has; cheap enough to ask every few
- * milliseconds (no copy is made).
+ * How many logical slots the server has that are not invalidated; cheap
+ * enough to ask every few milliseconds (no copy is made).  The sync cycle
+ * looks at every copy again when this drops: a copy was dropped, or this
+ * server's own checkpoint invalidated it.
  */
 int
-slot_count_logical(void)
+slot_count_live_logical(void)
 {
 	int			n = 0;
 
@@ -117,8 +119,15 @@ slot_count_logical(void)
 	for (int i = 0; i < max_replication_slots; i++)
 	{
 		ReplicationSlot *s = &ReplicationSlotCtl->replication_slots[i];
+		bool		invalidated;
 
-		if (s->in_use && SlotIsLogical(s))
+		if (!s->in_use || !SlotIsLogical(s))
+			continue;
+		SpinLockAcquire(&s->mutex);
+		invalidated = XLogRecPtrIsInvalid(s->data.restart_lsn) &&
+			!XLogRecPtrIsInvalid(s->data.invalidated_at);
+		SpinLockRelease(&s->mutex);
+		if (!invalidated)
 			n++;
 	}
 	LWLockRelease(ReplicationSlotControlLock);

@@ -297,7 +297,8 @@ sync_slots(CycleContext *cy, bool all, StringInfo err)
  * Did something change on the standby that may change the decision for
  * slots the primary reported no change for?  The primary's physical slot
  * for us (our feedback: readiness, protection), a full list, or a local
- * logical slot gone (a copy dropped by hand, by DROP DATABASE replay).
+ * logical slot gone (a copy dropped by hand, by DROP DATABASE replay) or
+ * invalidated by this standby's own checkpoint.
  */
 static bool
 look_at_every_slot(SyncSession *session, const PrimaryInfo *info,
@@ -305,7 +306,7 @@ look_at_every_slot(SyncSession *session, const PrimaryInfo *info,
 {
 	bool		all = first_cycle || info->full_list ||
 		info->standby_slot_catalog_xmin != session->last_primary_xmin ||
-		slot_count_logical() < session->logical_slots_seen;
+		slot_count_live_logical() < session->logical_slots_seen;
 
 	session->last_primary_xmin = info->standby_slot_catalog_xmin;
 	return all;
@@ -406,7 +407,7 @@ slot_sync_cycle(SyncSession *session, int wait_ms, SyncCycleResult *result,
 	if (own_xact)
 		CommitTransactionCommand();
 	MemoryContextSwitchTo(oldcxt);
-	session->logical_slots_seen = slot_count_logical();
+	session->logical_slots_seen = slot_count_live_logical();
 
 	if (failure == REMOTE_INTERRUPTED)
 		return SYNC_CYCLE_INTERRUPTED;

@@ -50,7 +50,8 @@
  * this standby since it started, which walsenders then refuse to read;
  * more than pg_slotsync.max_wal_fetch; fetching failed), the copy starts at
  * protected_from instead and cannot be ready until the remote slot moves
- * past it (SYNC_REASON_WAITING_FOR_REMOTE), as in core.
+ * past it (SYNC_REASON_WAITING_FOR_REMOTE), as a core copy waits when the
+ * standby lacks the WAL.
  *
  * A copy is the primary's slot only if it is the same slot: same database,
  * same output plugin, same incarnation (a random id the primary gives each

@@ -41,7 +41,8 @@
  *
  * Files are written with write_file_durably() (fsync'ed, renamed into
  * place, directory fsync'ed), so a crash leaves none half-written under a
- * name the server reads.
+ * name the server reads.  A fetched segment gets the archive status the
+ * walreceiver would have given it, so it is not archived a second time.
  *
  * Copyright (c) 2026, pg_slotsync developers
  *
@@ -54,6 +55,7 @@
 
 #include "access/timeline.h"
 #include "access/xlog.h"
+#include "access/xlogarchive.h"
 #include "access/xlog_internal.h"
 #include "access/xlogrecovery.h"
 #include "miscadmin.h"
@@ -210,6 +212,23 @@ fetch_wal_part(PrimaryConn *conn, const char *name, int offset, int length,
 	return REMOTE_OK;
 }
 
+/*
+ * Give a fetched segment the archive status the walreceiver gives the
+ * segments it streams: the primary archives them, so "done", unless this
+ * standby archives everything it has (archive_mode = always).  Without a
+ * status, the segment would be archived again once it is removed after a
+ * promotion, and an archive_command that refuses to overwrite (test ! -f)
+ * would stop archiving for good.
+ */
+static void
+mark_fetched_segment_archived(const char *name)
+{
+	if (XLogArchiveMode == ARCHIVE_MODE_ALWAYS)
+		XLogArchiveNotify(name);
+	else
+		XLogArchiveForceDone(name);
+}
+
 /* Fetch, check and write one WAL segment the standby lacks. */
 static RemoteFailure
 fetch_segment(PrimaryConn *conn, XLogSegNo segno, List *history,
@@ -249,6 +268,7 @@ fetch_segment(PrimaryConn *conn, XLogSegNo segno, List *history,
 		return REMOTE_OK;
 	snprintf(tmppath, sizeof(tmppath), XLOGDIR "/slotsync.%d.tmp", MyProcPid);
 	write_file_durably(path, tmppath, buf, wal_segment_size);
+	mark_fetched_segment_archived(name);
 	pfree(buf);
 	return REMOTE_OK;
 }
@@ -343,7 +363,13 @@ fetch_mappings(PrimaryConn *conn, XLogRecPtr from, bool (*interrupted) (void),
 							1, params, false, &res, interrupted, errbuf);
 	if (failure != REMOTE_OK)
 		return failure;
-	for (int row = 0; row < res->nrows && res->ncols == 1; row++)
+	if (res->nrows > 0 && res->ncols != 1)
+	{
+		appendStringInfo(errbuf, "the primary server's list of mapping files has %d columns, expected 1",
+						 res->ncols);
+		return REMOTE_ERROR;
+	}
+	for (int row = 0; row < res->nrows; row++)
 	{
 		const char *name = res->values[row];
 

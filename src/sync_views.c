@@ -35,7 +35,8 @@
  *
  * The worker's last error may name the primary's host; like
  * pg_stat_wal_receiver's conninfo, it is shown only to members of
- * pg_read_all_stats.
+ * pg_read_all_stats, in the sync_worker view and wherever a reason quotes
+ * it (error_for_viewer()).
  *
  * Copyright (c) 2026, pg_slotsync developers
  *
@@ -72,6 +73,22 @@ typedef struct ShownSlot
 	XLogRecPtr	copy_confirmed_flush;
 } ShownSlot;
 
+
+/*
+ * The worker's last error as this viewer may see it: it can name the
+ * primary's host, so only members of pg_read_all_stats get the text (see
+ * the header comment); others are told where it is.
+ */
+static const char *
+error_for_viewer(const WorkerStatus *worker)
+{
+	if (worker->last_error[0] == '\0')
+		return "";
+	if (has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS))
+		return worker->last_error;
+	return "the error is shown to members of pg_read_all_stats";
+}
+
 /*
  * What holds now for a recorded entry (see the header comment).
  */
@@ -86,6 +103,21 @@ shown_slot(const SyncStatusEntry *e, bool recent_sync,
 	out->copy_confirmed_flush = local.confirmed_flush;
 	out->code = e->reason_code;
 	strlcpy(out->reason, e->reason, sizeof(out->reason));
+
+	/*
+	 * This standby's own checkpoint may have invalidated the copy since the
+	 * worker last looked at it (max_slot_wal_keep_size on the
+	 * standby): such a copy has lost its WAL and is never shown ready.
+	 */
+	if (out->has_copy && local.invalidated &&
+		(e->state == SYNC_STATE_READY || e->state == SYNC_STATE_STALE))
+	{
+		out->state = SYNC_STATE_NOT_READY;
+		out->code = SYNC_REASON_LOCAL_INVALIDATED;
+		strlcpy(out->reason, "the standby's copy was invalidated on the standby only",
+				sizeof(out->reason));
+		return;
+	}
 	out->state = sync_reported_state(e->state, local.ready, recent_sync,
 									 &out->code);
 	if (out->code == e->reason_code)
@@ -94,7 +126,7 @@ shown_slot(const SyncStatusEntry *e, bool recent_sync,
 		snprintf(out->reason, sizeof(out->reason),
 				 "no slot synchronization has confirmed the copy since %s%s%s",
 				 worker->last_sync ? timestamptz_to_str(worker->last_sync) : "the server started",
-				 worker->last_error[0] ? ": " : "", worker->last_error);
+				 worker->last_error[0] ? ": " : "", error_for_viewer(worker));
 	else if (out->code == SYNC_REASON_UNPROTECTED)
 		strlcpy(out->reason, "the copy is no longer sync-ready",
 				sizeof(out->reason));
@@ -275,20 +307,20 @@ put_summary(ReturnSetInfo *rsinfo, const WorkerStatus *w, bool recent,
 	{
 		code = "never_synced";
 		snprintf(reason, sizeof(reason), "slot synchronization has not completed a cycle%s%s",
-				 w->last_error[0] ? ": " : "", w->last_error);
+				 w->last_error[0] ? ": " : "", error_for_viewer(w));
 	}
 	else if (w->pid != 0 && (w->phase == WORKER_PHASE_MISCONFIGURED ||
 							 w->phase == WORKER_PHASE_DISCONNECTED))
 	{
 		code = "sync_failing";
 		snprintf(reason, sizeof(reason), "slot synchronization is failing: %s",
-				 w->last_error);
+				 error_for_viewer(w));
 	}
 	else if (!recent)
 	{
 		code = "no_recent_sync";
 		snprintf(reason, sizeof(reason), "slot synchronization has not completed a cycle within pg_slotsync.stale_after%s%s",
-				 w->last_error[0] ? ": " : "", w->last_error);
+				 w->last_error[0] ? ": " : "", error_for_viewer(w));
 	}
 	else if (nready < nslots)
 	{

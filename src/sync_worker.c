@@ -154,7 +154,10 @@ slot_sync_application_name(bool worker)
 	return pstrdup(what);
 }
 
-/* logical slots after the last cycle; fewer now means one was dropped */
+/*
+ * Live logical slots after the last cycle; fewer now means one was dropped
+ * or invalidated.
+ */
 static int	logical_slots_after_cycle = -1;
 
 /* Should a wait for the primary give up now? */
@@ -164,7 +167,7 @@ worker_interrupted(void)
 	return ShutdownRequestPending || ConfigReloadPending ||
 		ProcDiePending || !RecoveryInProgress() ||
 		(logical_slots_after_cycle >= 0 &&
-		 slot_count_logical() < logical_slots_after_cycle);
+		 slot_count_live_logical() < logical_slots_after_cycle);
 }
 
 static void
@@ -455,7 +458,7 @@ pg_slotsync_worker_main(Datum arg)
 			ws.announced = true;
 		}
 		ws.retry_ms = SYNC_RETRY_MIN_MS;
-		logical_slots_after_cycle = slot_count_logical();
+		logical_slots_after_cycle = slot_count_live_logical();
 		plan_next_wait(&ws, &result);
 	}
 }

@@ -95,12 +95,23 @@ for (my $i = 0; $i < 10 && !$invalidated; $i++)
 	$invalidated =
 	  $standby->log_contains(qr/invalidating slot "sinv"/, $offset);
 }
-SKIP:
-{
-	skip 'could not invalidate the copy on the standby', 3
-	  unless $invalidated;
-	pass('the copy of sinv was invalidated on the standby');
+ok($invalidated, 'the copy of sinv was invalidated on the standby')
+  or die 'the copy was never invalidated on the standby';
 
+# From then on it is never shown ready: not by the views, whether or not
+# the worker has looked at it yet, and not after the worker has.
+my $sinv_state = "SELECT state || ' ' || coalesce(reason_code, '')
+	FROM pg_slotsync.sync_status WHERE slot_name = 'sinv'";
+isnt($standby->safe_psql('postgres', $sinv_state),
+	'ready ', 'the invalidated copy is not shown ready');
+ok( wait_until(
+		sub {
+			$standby->safe_psql('postgres', $sinv_state) =~
+			  /^not_ready (waiting_for_remote|history_unavailable)$/;
+		}),
+	'the worker starts the copy over, not ready until the primary\'s slot moves'
+) or diag $standby->safe_psql('postgres', $sinv_state);
+{
 	# reset the standby's limit, then move the primary's slot on
 	$standby->append_conf('postgresql.conf', "max_slot_wal_keep_size = -1\n");
 	$standby->reload;

@@ -42,6 +42,21 @@ advance_slot($primary, 'cm2');
 ok(wait_for_slot_match($primary, $standby, 'cm2'),
 	'the other failover slot keeps syncing');
 
+# The standby's long-poll says so too: a new session (after the old one is
+# terminated) reads the marker afresh and logs it once.
+$offset = log_offset($primary);
+$primary->safe_psql('postgres',
+	"SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+	 WHERE query LIKE '%wait_for_failover_slot_changes%' AND pid <> pg_backend_pid()"
+);
+ok( $primary->wait_for_log(
+		qr/WARNING:  .*replication slot "cm1"/,
+		$offset),
+	"the standby's long-poll reports the corrupt marker with a WARNING");
+advance_slot($primary, 'cm2');
+ok(wait_for_slot_match($primary, $standby, 'cm2'),
+	'the other failover slot still syncs after the reconnect');
+
 # the view works, for an ordinary user too, and reports the bad slot
 $primary->safe_psql('postgres', 'CREATE ROLE plain LOGIN');
 ($ret, $out, $err) = $primary->psql('postgres',

@@ -47,6 +47,18 @@ sub alert_matches
 ok(alert_matches(qr/^\(this standby\)\|disconnected\|never_synced\|.*nosuchdb/m),
 	'a standby that never synced is not failover-safe');
 
+# The worker's error can name the primary's host: a role that is not a
+# member of pg_read_all_stats gets the reason without it.
+$primary->safe_psql('postgres', 'CREATE ROLE viewer LOGIN');
+$primary->wait_for_catchup($standby, 'replay');
+my $viewer_reason = $standby->safe_psql(
+	'postgres',
+	'SELECT reason FROM pg_slotsync.failover_readiness() WHERE slot_name IS NULL',
+	extra_params => [ '-U', 'viewer' ]);
+like($viewer_reason, qr/error is shown to members of pg_read_all_stats/,
+	'a role without pg_read_all_stats is told where the error is');
+unlike($viewer_reason, qr/nosuchdb/, '... and does not see it');
+
 my $conninfo = $primary->connstr . ' dbname=postgres';
 $standby->append_conf('postgresql.conf',
 	"pg_slotsync.primary_conninfo = '$conninfo'\n");

@@ -96,6 +96,19 @@ ok( $standby->log_contains(
 		qr/fetched [1-9]\d* WAL segments and [1-9]\d* logical rewrite mapping files from the primary server/),
 	'the missing WAL and mapping files were fetched');
 
+# The oldest segment old1 needs came from the primary, not the base backup:
+# it has the archive status the walreceiver gives what it streams, so it is
+# never archived a second time once it is removed after a promotion.
+my $first_fetched = $primary->safe_psql('postgres',
+	"SELECT pg_walfile_name(restart_lsn) FROM pg_replication_slots WHERE slot_name = 'old1'"
+);
+is( $standby->safe_psql(
+		'postgres',
+		"SELECT string_agg(name, ',') FROM pg_ls_archive_statusdir() WHERE name LIKE '$first_fetched.%'"
+	),
+	"$first_fetched.done",
+	'a fetched WAL segment is marked as archived');
+
 # ---------------------------------------------------------------------
 # The worker does the same, on an idle primary.
 # ---------------------------------------------------------------------
