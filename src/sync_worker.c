@@ -316,7 +316,10 @@ back_off(WorkerState *ws, const SyncComplaint *complaint, bool disconnect)
 						  WORKER_PHASE_DISCONNECTED : WORKER_PHASE_MISCONFIGURED,
 						  complaint->message);
 	if (disconnect)
+	{
 		sync_session_disconnect(&ws->session);
+		logical_slots_after_cycle = -1;
+	}
 	worker_sleep(ws->retry_ms);
 	ws->retry_ms = Min(ws->retry_ms * 2, SYNC_RETRY_MAX_MS);
 }
@@ -423,9 +426,18 @@ pg_slotsync_worker_main(Datum arg)
 
 		if (ws.session.conn == NULL)
 		{
-			char	   *appname = slot_sync_application_name(true);
-			bool		ok = sync_session_connect(&ws.session, appname,
-												  &complaint);
+			char	   *appname;
+			bool		ok;
+
+			/*
+			 * A local slot dropped since the last cycle interrupts a wait
+			 * for the primary only to start a new cycle at once: with no
+			 * session there is nothing to cut short, and the count must not
+			 * keep interrupting the connection attempts (which would spin).
+			 */
+			logical_slots_after_cycle = -1;
+			appname = slot_sync_application_name(true);
+			ok = sync_session_connect(&ws.session, appname, &complaint);
 
 			pfree(appname);
 			if (!ok)

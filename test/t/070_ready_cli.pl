@@ -159,5 +159,48 @@ like($out, qr/refusing promotion for up to 2 more seconds/,
 	'counting from its own first refusal');
 is($err, '', 'and nothing is said to be lost');
 
+# A consumer that has confirmed changes this standby has not flushed: its
+# copy is sync-ready, but promoting this standby would make the consumer
+# skip what the new primary writes in their place.  Not ready, for both
+# checks.  The walreceiver stops; the sync worker goes on through its own
+# connection.  "behind" goes first, so that nothing else is wrong.
+$primary->start;
+$primary->safe_psql('postgres', "SELECT pg_drop_replication_slot('behind')");
+$standby->safe_psql('postgres', "SELECT pg_drop_replication_slot('behind')");
+ok( wait_until(
+		sub {
+			($rc, $out) = ready($standby);
+			return $rc == 0;
+		}),
+	'with the primary back and "behind" gone, the standby is ready')
+  or diag $out;
+$standby->safe_psql('postgres',
+	"ALTER SYSTEM SET pg_slotsync.primary_conninfo = '"
+	  . $primary->connstr
+	  . " dbname=postgres'");
+$standby->safe_psql('postgres', "ALTER SYSTEM SET primary_conninfo = ''");
+$standby->reload;
+ok( $standby->poll_query_until(
+		'postgres', 'SELECT count(*) = 0 FROM pg_stat_wal_receiver'),
+	'the walreceiver stopped');
+$primary->safe_psql('postgres', 'CREATE TABLE unflushed (i int)');
+$primary->safe_psql('postgres', 'INSERT INTO unflushed VALUES (1)');
+get_changes($primary, 'fresh');
+ok( $standby->poll_query_until(
+		'postgres',
+		"SELECT wal_flushed FROM pg_slotsync.failover_readiness() WHERE slot_name = 'fresh'",
+		'f'),
+	"fresh's consumer is ahead of what the standby flushed");
+($rc, $out) = ready($standby);
+is($rc, 1, 'the check says not ready');
+like($out,
+	qr/fresh \(behind: its consumer has confirmed changes this standby has not flushed\)/,
+	'naming the slot and why');
+($rc, $out) = ready($standby, '--pre-promote', '--give-up-after', '60',
+	'--state-file', "$state_dir/unflushed.state");
+is($rc, 1, '--pre-promote refuses the promotion');
+like($out, qr/fresh \(behind: /, 'for that slot');
+
+$primary->stop;
 $standby->stop;
 done_testing();
