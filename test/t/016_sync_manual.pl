@@ -225,6 +225,22 @@ isnt($t_ret, 0, 'the terminated call fails');
 ok($standby->poll_query_until('postgres', debris_is(0)),
 	'after the backend was terminated, nothing is left');
 
+# statement_timeout, with the debris seen before it strikes
+{
+	local $ENV{PGOPTIONS} = '-c statement_timeout=3s';
+	$bg = start_bg_sql($standby,
+		"SELECT pg_slotsync.sync_replication_slots(timeout => '100s')");
+}
+ok($standby->poll_query_until('postgres', debris_is(2)),
+	'while a call with a statement_timeout runs: a not-ready copy and the anchor');
+($t_ret, $t_out, $t_err) = finish_bg_sql($bg);
+like(
+	$t_err,
+	qr/canceling statement due to statement timeout/,
+	'statement_timeout ends that call');
+ok($standby->poll_query_until('postgres', debris_is(0)),
+	'and nothing is left');
+
 my $memory_sql =
   "SELECT count(*) FROM pg_backend_memory_contexts WHERE name LIKE 'pg_slotsync%'";
 my ($st_ret, $st_out, $st_err) = $standby->psql(
@@ -271,6 +287,11 @@ ok( wait_until(
 	'a second call is refused while the first one runs')
   or diag $conflict_err;
 ok(bg_running($bg), 'the first call is still waiting');
+ok( $standby->poll_query_until(
+		'postgres',
+		"SELECT count(*) = 2 FROM pg_replication_slots WHERE slot_name IN ('mwait2', 'pg_slotsync_anchor')"
+	),
+	'it has a not-ready copy and the anchor');
 
 $standby->safe_psql('postgres', "SELECT pg_cancel_backend(pid) $bg_query_sql");
 my ($bg_ret, $bg_out, $bg_err) = finish_bg_sql($bg);
