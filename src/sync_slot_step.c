@@ -139,9 +139,17 @@ slot_step_decide(CycleContext *cy, SlotWork *w)
 	w->copy_restart = in.local.restart_lsn;
 
 	slot_sync_decide(&in, &w->plan);
+
+	/*
+	 * A ready copy held back until the standby flushes the WAL its slot
+	 * moved over is ready but not equal to the primary's slot: it must be
+	 * looked at again next cycle, when the primary may have nothing new
+	 * to say about it.
+	 */
 	w->synced_now = w->plan.action == SYNC_ACTION_NONE &&
 		w->plan.state == SYNC_STATE_READY &&
-		w->plan.reason_code == SYNC_REASON_NONE;
+		w->plan.reason_code == SYNC_REASON_NONE &&
+		XLogRecPtrIsInvalid(w->plan.needs_flush);
 }
 
 /* ---------------------------------------------------------------------
