@@ -880,12 +880,15 @@ def cmd_report(args):
     out.append("| slots | phase | %s | %s |" % (label("pg_slotsync", results),
                                               label("core", results)))
     out.append("| --- | --- | --- | --- |")
+    head = len(out) - 4
     for n in sizes:
         for ph in ("idle", "load_one", "load_all"):
             a = lag_cells(runs_of(results, "pg_slotsync", n, ph), "summary_after_wal")[0]
             b = lag_cells(runs_of(results, "core", n, ph), "summary_after_wal")[0]
             if a != "-" or b != "-":
                 out.append("| %d | %s | %s | %s |" % (n, ph, a, b))
+    if len(out) == head + 4:
+        del out[head:]
     rows = [(n, [lag_cells(runs_of(results, k, n, "walsender"), "summary_primary_shows")[0]
                  for k in ("pg_slotsync", "core")]) for n in sizes]
     rows = [(n, c) for n, c in rows if c != ["-", "-"]]
