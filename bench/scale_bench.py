@@ -15,7 +15,7 @@ slot array, are the sample slots.  Then, each phase optional (--phases):
 
   cpu_idle     --cpu-seconds of nothing: CPU of the standby's sync worker
                and of the primary backend serving it (ours: the one waiting
-               in wait_for_failover_slot_change(); core's: the backend its
+               in wait_for_failover_slot_changes(); core's: the backend its
                worker polls through), in % of one core, from
                /proc/PID/schedstat; and transactions per second on the
                primary (the sync's queries);
@@ -30,7 +30,19 @@ slot array, are the sample slots.  Then, each phase optional (--phases):
                the standby's copy shows the same confirmed_flush_lsn
                (polled every --poll-ms, more if one poll costs more than
                half of that: the poll interval used is recorded);
-  load_all     the same while every other slot moves too: a mover advances
+  walsender    sync lag of moves a logical walsender makes: a consumer
+               (psycopg2's replication protocol, test_decoding) streams
+               each of up to 4 sample slots through the phase; per sample,
+               after a pause (uniform over (0.05, --move-gap] s), a row is
+               inserted, its COMMIT read from the stream and confirmed with
+               a standby status update (flush = the COMMIT's LSN); lag is
+               from when that feedback was sent until the standby's copy
+               shows it (the delay until the primary's pg_replication_slots
+               shows it is recorded too);
+  sql_decoding the same with pg_logical_slot_get_changes(slot, NULL, NULL)
+               moving a sample slot over the row; lag from its return;
+               the target is the slot's confirmed_flush_lsn after it;
+  load_all     as idle, while every other slot moves too: a mover advances
                all of them to the current end of WAL, 100 per statement,
                round after round, over a light insert load (one row every
                10 ms) that gives each round something to move over; the
@@ -43,7 +55,12 @@ slot array, are the sample slots.  Then, each phase optional (--phases):
 Every lag is also recorded "after WAL": from when the standby had received
 the WAL (pg_last_wal_receive_lsn()), which leaves out physical replication.
 CPU is also recorded over the load phases.  Each phase records how busy the
-machine was while it ran.
+machine was while it ran.  The walsender and sql_decoding phases show
+whether moves on the common paths wake the primary's waiting call at once
+(pg_slotsync 1.1 broadcasts them; a move nothing broadcasts waits for its
+500 ms safety poll, which shows as a lag spread over 0-500 ms).  A sample
+still not on the standby after 1 s is logged and stored with what both
+sides showed then (slow_samples).
 
 Results go to --out, one JSON file per system, slot count and run, saved
 after every phase; `report` turns every file there into Markdown tables (one
@@ -62,6 +79,7 @@ gnuplot-nox when it is missing.  Needs python3-psycopg2.
 import argparse
 import os
 import random
+import select
 import shutil
 import statistics
 import subprocess
@@ -74,9 +92,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as bl  # noqa: E402
 
 # load_all before load_one: each slot advance decodes from the slot's
-# restart_lsn, and load_one's WAL would make the mover's first rounds slow
-PHASES = ("cpu_idle", "cpu_one", "idle", "load_all", "load_one")
-LAG_PHASES = ("idle", "load_one", "load_all")
+# restart_lsn, and load_one's WAL would make the mover's first rounds slow;
+# walsender and sql_decoding before both, for the same reason (a consumer
+# starting on a sample slot decodes all the WAL since its last move)
+PHASES = ("cpu_idle", "cpu_one", "idle", "walsender", "sql_decoding", "load_all", "load_one")
+LAG_PHASES = ("idle", "walsender", "sql_decoding", "load_one", "load_all")
 
 
 # --------------------------------------------------------------- workloads
@@ -149,13 +169,26 @@ class Mover(threading.Thread):
 
 
 class LagProbe:
-    """Moves one slot on the primary and waits for the standby's copy."""
+    """Moves one slot on the primary and waits for the standby's copy.
+
+    How the slot moves is the caller's choice (`move`, default
+    pg_replication_slot_advance()): a move function takes the probe and the
+    slot name and returns (target LSN, t0, primary_s): the confirmed_flush_lsn
+    the standby's copy must reach, the instant the lag counts from, and how
+    many seconds after t0 the primary's pg_replication_slots showed the
+    target (None when t0 is already that moment)."""
 
     CHECK = ("SELECT pg_last_wal_receive_lsn() >= %s::pg_lsn, "
              "(SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
              "WHERE slot_name = %s)")
+    PRIMARY_CHECK = ("SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
+                     "WHERE slot_name = %s")
+
+    STALL_S = 1.0   # a sample this late: what both sides show is recorded
 
     def __init__(self, sysm, poll_ms):
+        self.sysm = sysm
+        self.stalls = []
         self.pc = sysm.primary.connect()
         self.sc = sysm.standby.connect()
         self.pcur, self.scur = self.pc.cursor(), self.sc.cursor()
@@ -170,28 +203,173 @@ class LagProbe:
             costs.append(time.monotonic() - t)
         return statistics.median(costs)
 
-    def sample(self, slot, timeout=120):
-        self.pcur.execute("INSERT INTO t (v) VALUES ('sample')")
-        self.pcur.execute("SELECT end_lsn FROM pg_replication_slot_advance(%s, pg_current_wal_lsn())",
-                          (slot,))
-        target = self.pcur.fetchone()[0]
+    @staticmethod
+    def move_by_advance(probe, slot):
+        """A row, then pg_replication_slot_advance() over it; t0 is its
+        return (the slot has moved in shared memory by then)."""
+        probe.pcur.execute("INSERT INTO t (v) VALUES ('sample')")
+        probe.pcur.execute("SELECT end_lsn FROM pg_replication_slot_advance(%s, "
+                           "pg_current_wal_lsn())", (slot,))
+        target = probe.pcur.fetchone()[0]
+        return target, time.monotonic(), None
+
+    @staticmethod
+    def move_by_sql_decoding(probe, slot):
+        """A row, then pg_logical_slot_get_changes(slot, NULL, NULL): it
+        decodes to the end of WAL and confirms what it returned; t0 is its
+        return, the target the slot's confirmed_flush_lsn read right after
+        (nothing else moves the slot)."""
+        probe.pcur.execute("INSERT INTO t (v) VALUES ('sample')")
+        probe.pcur.execute("SELECT count(*) FROM pg_logical_slot_get_changes(%s, NULL, NULL)",
+                           (slot,))
         t0 = time.monotonic()
-        received = None
+        probe.pcur.fetchall()
+        probe.pcur.execute("SELECT confirmed_flush_lsn FROM pg_replication_slots "
+                           "WHERE slot_name = %s", (slot,))
+        return probe.pcur.fetchone()[0], t0, None
+
+    def primary_shows(self, slot, target, t0, timeout=10):
+        """Seconds from t0 until the primary's pg_replication_slots shows the
+        slot at target or beyond (polled without pause)."""
         while True:
+            self.pcur.execute(self.PRIMARY_CHECK, (target, slot))
+            now = time.monotonic()
+            if self.pcur.fetchone()[0]:
+                return now - t0
+            if now - t0 > timeout:
+                return float("inf")
+
+    def stall_report(self, slot, target, t0):
+        """What the primary and the standby show for a slot whose move is
+        late (once per sample, after STALL_S): the slot on both, and for
+        pg_slotsync its sync status and worker rows."""
+        row = "SELECT row_to_json(s) FROM %s s WHERE slot_name = %%s"
+        out = {"slot": slot, "target": target, "after_s": round(time.monotonic() - t0, 3),
+               "at": time.strftime("%H:%M:%S")}
+        for key, cur, sql in (("primary_slot", self.pcur, row % "pg_replication_slots"),
+                              ("standby_slot", self.scur, row % "pg_replication_slots"),
+                              ("standby_sync_status", self.scur,
+                               row % "pg_slotsync.sync_status" if self.sysm.ours else None),
+                              ("standby_worker", self.scur, "SELECT row_to_json(w) FROM "
+                               "pg_slotsync.sync_worker w" if self.sysm.ours else None)):
+            if sql is None:
+                continue
+            try:
+                cur.execute(sql, (slot,) if "%s" in sql else None)
+                out[key] = [r[0] for r in cur.fetchall()]
+            except Exception as e:
+                out[key] = "error: %s" % str(e).strip()
+        bl.log("%s %d: slow sample: %s" % (self.sysm.kind, self.sysm.nslots, out))
+        self.stalls.append(out)
+
+    def sample(self, slot, timeout=120, move=None, tick=None):
+        target, t0, primary_s = (move or self.move_by_advance)(self, slot)
+        received, reported = None, False
+        while True:
+            if tick:
+                tick()
+            if not reported and time.monotonic() - t0 > self.STALL_S:
+                self.stall_report(slot, target, t0)
+                reported = True
             self.scur.execute(self.CHECK, (target, target, slot))
             got_wal, synced = self.scur.fetchone()
             now = time.monotonic()
             if got_wal and received is None:
                 received = now
             if synced:
-                return now - t0, now - max(received or now, t0)
+                return now - t0, now - max(received or now, t0), primary_s
             if now - t0 > timeout:
-                return float("inf"), float("inf")
+                return float("inf"), float("inf"), primary_s
             time.sleep(self.poll_s)
 
     def close(self):
         self.pc.close()
         self.sc.close()
+
+
+class WalsenderConsumers:
+    """Logical replication consumers on the primary, one walsender per slot
+    (test_decoding through psycopg2's replication protocol, which both
+    servers speak; core's package has no pg_recvlogical), opened at the
+    first sample of a slot and kept streaming through the phase.
+
+    A move: a row inserted, the stream read until that transaction's COMMIT
+    (the first COMMIT whose LSN, the end of its commit record, is past the
+    insert position taken before the row), then a standby status update
+    with that LSN as flush position, sent at once (force).  The walsender
+    confirms it (LogicalConfirmReceivedLocation) when it reads the reply.
+    t0 is the moment the feedback has been written to the socket: the
+    primary cannot show the move before it, and polling the primary for it
+    instead would start the clock up to a poll late; so the lag includes
+    the walsender reading the reply, which a real consumer's confirmation
+    goes through too.  How long after t0 the primary's
+    pg_replication_slots showed it is recorded next to each sample
+    ("primary_shows")."""
+
+    def __init__(self, sysm):
+        self.sysm, self.conns = sysm, {}
+
+    def cursor(self, slot):
+        if slot not in self.conns:
+            import psycopg2.extras
+            p = self.sysm.primary
+            c = bl.psycopg2().connect(host=p.sockdir, port=p.port, dbname="postgres",
+                                      connection_factory=psycopg2.extras.LogicalReplicationConnection)
+            cur = c.cursor()
+            cur.start_replication(slot_name=slot, options={"skip-empty-xacts": "1"})
+            self.conns[slot] = (c, cur)
+        return self.conns[slot][1]
+
+    @staticmethod
+    def drain(cur):
+        while cur.read_message() is not None:   # keepalives are answered inside
+            pass
+
+    def drain_all(self):
+        """Between the polls of a sample: the other consumers read their
+        streams too (psycopg2 answers keepalives and sends its periodic
+        status inside read_message()), so that none is dropped by
+        wal_sender_timeout while a sample waits."""
+        for _c, cur in self.conns.values():
+            self.drain(cur)
+
+    def move(self, probe, slot, timeout=60):
+        cur = self.cursor(slot)
+        self.drain(cur)
+        probe.pcur.execute("SELECT pg_current_wal_insert_lsn()")
+        before = lsn_int(probe.pcur.fetchone()[0])
+        probe.pcur.execute("INSERT INTO t (v) VALUES ('sample')")
+        end = time.monotonic() + timeout
+        while True:
+            msg = cur.read_message()
+            if msg is None:
+                if time.monotonic() > end:
+                    raise RuntimeError("walsender of %s: no COMMIT of the sample row" % slot)
+                select.select([cur], [], [], 0.05)
+                continue
+            if msg.payload.startswith(b"COMMIT") and msg.data_start > before:
+                break
+        target = lsn_str(msg.data_start)
+        cur.send_feedback(write_lsn=msg.data_start, flush_lsn=msg.data_start, force=True)
+        t0 = time.monotonic()
+        return target, t0, probe.primary_shows(slot, target, t0)
+
+    def close(self):
+        for c, _cur in self.conns.values():
+            try:
+                c.close()
+            except Exception:
+                pass
+        self.conns = {}
+
+
+def lsn_int(text):
+    hi, lo = text.split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
+def lsn_str(v):
+    return "%X/%X" % (v >> 32, v & 0xFFFFFFFF)
 
 
 # ------------------------------------------------------------------- phases
@@ -267,24 +445,31 @@ def gaps(n, max_idle, seed):
     return g
 
 
-def lag_phase(sysm, args, ctx, nsamples, between, label):
+def lag_phase(sysm, args, ctx, nsamples, between, label, move=None, slots=None, tick=None):
     probe = LagProbe(sysm, ctx["poll_ms"])
     rnd = random.Random(args.seed)
-    lags, own = [], []
+    lags, own, primary = [], [], []
     try:
         for i in range(nsamples):
             between(i)
-            slot = rnd.choice(ctx["sample_slots"])
-            a, b = probe.sample(slot)
+            slot = rnd.choice(slots or ctx["sample_slots"])
+            a, b, c = probe.sample(slot, move=move, tick=tick)
             lags.append(a)
             own.append(b)
+            if c is not None:
+                primary.append(c)
             if label == "idle" or args.verbose:
-                bl.log("%s %d %s sample %d (%s): %s ms, after WAL %s ms"
-                       % (sysm.kind, sysm.nslots, label, i, slot, bl.fmt_ms(a), bl.fmt_ms(b)))
+                bl.log("%s %d %s sample %d (%s): %s ms, after WAL %s ms%s"
+                       % (sysm.kind, sysm.nslots, label, i, slot, bl.fmt_ms(a), bl.fmt_ms(b),
+                          "" if c is None else ", primary showed it after %s ms" % bl.fmt_ms(c)))
     finally:
         probe.close()
-    return {"lag": lags, "after_wal": own, "summary": bl.summary(lags),
-            "summary_after_wal": bl.summary(own)}
+    out = {"lag": lags, "after_wal": own, "summary": bl.summary(lags),
+           "summary_after_wal": bl.summary(own), "slow_samples": probe.stalls}
+    if primary:
+        out["primary_shows"] = primary
+        out["summary_primary_shows"] = bl.summary(primary)
+    return out
 
 
 def phase_idle(sysm, args, ctx):
@@ -338,7 +523,46 @@ def phase_load_all(sysm, args, ctx):
     return out
 
 
+def walsender_slots(ctx):
+    """Up to 4 of the sample slots, spread like them: one walsender each
+    stays open through the phase, and max_wal_senders is 10 (one is the
+    standby's)."""
+    s = ctx["sample_slots"]
+    m = min(4, len(s))
+    return [s[i * len(s) // m] for i in range(m)]
+
+
+def phase_walsender(sysm, args, ctx):
+    consumers = WalsenderConsumers(sysm)
+    slots = walsender_slots(ctx)
+    try:
+        for slot in slots:   # connected and streaming before the first sample
+            consumers.drain(consumers.cursor(slot))
+        time.sleep(1)
+        m = bl.MachineWindow()
+        rnd = random.Random(args.seed + 3)
+        out = lag_phase(sysm, args, ctx, ctx["load_samples"],
+                        lambda i: time.sleep(rnd.uniform(0.05, args.move_gap)), "walsender",
+                        move=consumers.move, slots=slots, tick=consumers.drain_all)
+    finally:
+        consumers.close()
+    out["machine"] = m.stop()
+    out["slots"] = slots
+    return out
+
+
+def phase_sql_decoding(sysm, args, ctx):
+    m = bl.MachineWindow()
+    rnd = random.Random(args.seed + 4)
+    out = lag_phase(sysm, args, ctx, ctx["load_samples"],
+                    lambda i: time.sleep(rnd.uniform(0.05, args.move_gap)), "sql_decoding",
+                    move=LagProbe.move_by_sql_decoding)
+    out["machine"] = m.stop()
+    return out
+
+
 PHASE_FUNCS = {"cpu_idle": phase_cpu_idle, "cpu_one": phase_cpu_one, "idle": phase_idle,
+               "walsender": phase_walsender, "sql_decoding": phase_sql_decoding,
                "load_one": phase_load_one, "load_all": phase_load_all}
 
 
@@ -447,7 +671,10 @@ def label(kind, results):
 
 def median(v):
     v = sorted(x for x in v if x is not None)
-    return v[len(v) // 2] if v else None
+    if not v:
+        return None
+    h = len(v) // 2
+    return v[h] if len(v) % 2 else (v[h - 1] + v[h]) / 2
 
 
 def runs_of(results, kind, n, phase):
@@ -467,6 +694,10 @@ def lag_cells(runs, key="summary"):
         lo = min(x["p99"] for x in s)
         hi = max(x["p99"] for x in s)
         n += ", p99 %s-%s" % (bl.fmt_ms(lo), bl.fmt_ms(hi))
+    # p99 of 60 samples is the second largest: say when some took over a second
+    slow = [v for r in runs if key == "summary" for v in r.get("lag", []) if v > 1.0]
+    if slow:
+        n += "; %d over 1 s, max %s" % (len(slow), bl.fmt_ms(max(slow)))
     return trip, n, p["p99"]
 
 
@@ -479,6 +710,10 @@ def busy(runs):
 
 LAG_TITLES = {
     "idle": "Sync lag after idle gaps (up to --max-idle s), ms",
+    "walsender": "Sync lag of a move confirmed by a logical walsender consumer "
+                 "(from the feedback sent), ms",
+    "sql_decoding": "Sync lag of a move by pg_logical_slot_get_changes() "
+                    "(from its return), ms",
     "load_one": "Sync lag under an insert load, one slot moving, ms",
     "load_all": "Sync lag while every slot moves (light insert load), ms",
 }
@@ -487,6 +722,7 @@ LAG_TITLES = {
 def report_lag(results, phase, key, sizes, out):
     title = LAG_TITLES[phase] + (" (after the standby received the WAL)"
                                  if key == "summary_after_wal" else "")
+    head = len(out)
     out.append("\n#### %s\n" % title)
     extra = " | slot moves/s ours / core" if phase == "load_all" else ""
     out.append("| slots | %s p50 / p90 / p99 | samples | %s p50 / p90 / p99 | samples | p99 ratio "
@@ -507,6 +743,8 @@ def report_lag(results, phase, key, sizes, out):
             row += " %s / %s |" % tuple("/".join("%.0f" % r["slot_moves_per_s"] for r in x) or "-"
                                         for x in (a, b))
         out.append(row)
+    if len(out) == head + 3:   # no phase measured: no table
+        del out[head:]
 
 
 def cpu_cell(runs, key):
@@ -518,6 +756,7 @@ def cpu_cell(runs, key):
 
 
 def report_cpu(results, sizes, out, who, title):
+    head = len(out)
     out.append("\n#### %s, %% of one core\n" % title)
     out.append("| slots | %s idle | %s 1 move/s | %s idle | %s 1 move/s | ours under load "
                "(one / all moving) | core under load (one / all moving) | machine busy %% |"
@@ -536,6 +775,25 @@ def report_cpu(results, sizes, out, who, title):
         if all(c in ("-", "- / -") for c in cells):
             continue
         out.append("| %d | %s | %s |" % (n, " | ".join(cells), busy(allruns)))
+    if len(out) == head + 3:
+        del out[head:]
+
+
+PLOT_NAMES = {"idle": "idle gaps", "walsender": "walsender moves", "sql_decoding": "SQL decoding",
+              "load_one": "one moving", "load_all": "all moving"}
+
+
+def lag_plot_command():
+    """gnuplot's plot of scale-lag.dat: a line per system and lag phase,
+    columns in LAG_PHASES order, ours then core (dashed)."""
+    lines = []
+    for k, kind in enumerate(("pg_slotsync", "core")):
+        for i, ph in enumerate(LAG_PHASES):
+            col = 2 + k * len(LAG_PHASES) + i
+            lines.append('%s u 1:%d w lp lw 2 %spt %d lc %d t "%s %s"' % (
+                '"scale-lag.dat"' if col == 2 else '""', col, "dt 2 " if k else "",
+                (5, 7, 9, 11, 13)[i] - k, i + 1, kind, PLOT_NAMES[ph]))
+    return "plot " + ", \\\n     ".join(lines)
 
 
 def write_plots(results, sizes, plot_dir):
@@ -545,8 +803,8 @@ def write_plots(results, sizes, plot_dir):
     lagdat = os.path.join(plot_dir, "scale-lag.dat")
     cpudat = os.path.join(plot_dir, "scale-cpu.dat")
     with open(lagdat, "w") as f:
-        f.write("# slots, p99 lag in ms: ours idle, load_one, load_all; core idle, load_one, "
-                "load_all ('-' = not measured)\n")
+        f.write("# slots, p99 lag in ms: ours %s; core the same ('-' = not measured)\n"
+                % ", ".join(LAG_PHASES))
         for n in sizes:
             row = [str(n)]
             for kind in ("pg_slotsync", "core"):
@@ -577,12 +835,7 @@ set grid
 set xtics (10, 100, 1000, 5000)
 set output "scale-lag.svg"
 set ylabel "sync lag p99, ms"
-plot "scale-lag.dat" u 1:2 w lp lw 2 pt 7 lc 1 t "pg_slotsync idle gaps", \\
-     "" u 1:3 w lp lw 2 pt 5 lc 2 t "pg_slotsync one moving", \\
-     "" u 1:4 w lp lw 2 pt 9 lc 3 t "pg_slotsync all moving", \\
-     "" u 1:5 w lp lw 2 dt 2 pt 6 lc 1 t "core idle gaps", \\
-     "" u 1:6 w lp lw 2 dt 2 pt 4 lc 2 t "core one moving", \\
-     "" u 1:7 w lp lw 2 dt 2 pt 8 lc 3 t "core all moving"
+%s
 set output "scale-cpu.svg"
 set ylabel "% of one core"
 set logscale y
@@ -594,7 +847,7 @@ plot "scale-cpu.dat" u 1:($2>0?$2:0.001) w lp lw 2 pt 7 lc 1 t "pg_slotsync prim
      "" u 1:($7>0?$7:0.001) w lp lw 2 dt 2 pt 4 lc 2 t "core primary, 1 move/s", \\
      "" u 1:($8>0?$8:0.001) w lp lw 2 dt 2 pt 8 lc 3 t "core standby, idle", \\
      "" u 1:($9>0?$9:0.001) w lp lw 2 dt 2 pt 10 lc 4 t "core standby, 1 move/s"
-""")
+""" % lag_plot_command())
     r = subprocess.run(["gnuplot", "scale.gp"], cwd=plot_dir, capture_output=True, text=True)
     if r.returncode != 0:
         bl.log("gnuplot failed: " + r.stderr.strip())
@@ -620,17 +873,33 @@ def cmd_report(args):
         or "every run complete"))
     for ph in LAG_PHASES:
         report_lag(results, ph, "summary", sizes, out)
+    # walsender and sql_decoding move a slot over WAL that was flushed before
+    # t0 and is on the standby at the first poll: "after WAL" says nothing there
     out.append("\n#### The same, counted from when the standby had received the WAL: "
                "p50 / p90 / p99, ms\n")
     out.append("| slots | phase | %s | %s |" % (label("pg_slotsync", results),
                                               label("core", results)))
     out.append("| --- | --- | --- | --- |")
+    head = len(out) - 4
     for n in sizes:
-        for ph in LAG_PHASES:
+        for ph in ("idle", "load_one", "load_all"):
             a = lag_cells(runs_of(results, "pg_slotsync", n, ph), "summary_after_wal")[0]
             b = lag_cells(runs_of(results, "core", n, ph), "summary_after_wal")[0]
             if a != "-" or b != "-":
                 out.append("| %d | %s | %s | %s |" % (n, ph, a, b))
+    if len(out) == head + 4:
+        del out[head:]
+    rows = [(n, [lag_cells(runs_of(results, k, n, "walsender"), "summary_primary_shows")[0]
+                 for k in ("pg_slotsync", "core")]) for n in sizes]
+    rows = [(n, c) for n, c in rows if c != ["-", "-"]]
+    if rows:
+        out.append("\n#### Walsender moves: from the feedback sent until the primary's "
+                   "pg_replication_slots showed it (part of the walsender lag): "
+                   "p50 / p90 / p99, ms\n")
+        out.append("| slots | %s | %s |" % (label("pg_slotsync", results), label("core", results)))
+        out.append("| --- | --- | --- |")
+        for n, c in rows:
+            out.append("| %d | %s | %s |" % (n, c[0], c[1]))
     report_cpu(results, sizes, out, "primary_backend",
                "Primary-side CPU of the backend serving the standby's sync")
     report_cpu(results, sizes, out, "standby_worker", "CPU of the standby's sync worker")
@@ -674,10 +943,13 @@ def main():
     r.add_argument("--idle-samples", type=int, default=0,
                    help="default 8, 4 above 1000 slots")
     r.add_argument("--load-samples", type=int, default=0,
-                   help="per load phase; default 60, 30 above 1000 slots")
+                   help="per load phase, walsender and sql_decoding; default 60, 30 above 1000 slots")
     r.add_argument("--max-idle", type=float, default=60)
     r.add_argument("--cpu-seconds", type=float, default=30)
     r.add_argument("--poll-ms", type=float, default=2)
+    r.add_argument("--move-gap", type=float, default=1.0,
+                   help="walsender and sql_decoding: pause before each sample, uniform "
+                        "over (0.05, this) s")
     r.add_argument("--settle", type=float, default=5, help="idle seconds after setup")
     r.add_argument("--seed", type=int, default=13)
     r.add_argument("--port", type=int, default=56200)
