@@ -837,7 +837,7 @@ set output "scale-lag.svg"
 set ylabel "sync lag p99, ms"
 %s
 set output "scale-cpu.svg"
-set ylabel "% of one core"
+set ylabel "%% of one core"
 set logscale y
 plot "scale-cpu.dat" u 1:($2>0?$2:0.001) w lp lw 2 pt 7 lc 1 t "pg_slotsync primary, idle", \\
      "" u 1:($3>0?$3:0.001) w lp lw 2 pt 5 lc 2 t "pg_slotsync primary, 1 move/s", \\
