@@ -42,6 +42,7 @@ our @EXPORT = qw(
   copy_slot_to_standby
   log_offset
   wait_until
+  stop_wal_streaming
   wait_for_primary_slot_sync
   start_bg_sql
   bg_running
@@ -337,6 +338,22 @@ sub copy_slot_to_standby
 	chmod(0700, $to);
 	chmod(0600, "$to/state");
 	return;
+}
+
+# Stop the standby's walreceiver while its sync worker goes on through a
+# connection of its own (pg_slotsync.primary_conninfo): WAL stops flowing,
+# slot sync does not.  Returns whether the walreceiver stopped.
+sub stop_wal_streaming
+{
+	my ($primary, $standby) = @_;
+	$standby->safe_psql('postgres',
+		"ALTER SYSTEM SET pg_slotsync.primary_conninfo = '"
+		  . $primary->connstr
+		  . " dbname=postgres'");
+	$standby->safe_psql('postgres', "ALTER SYSTEM SET primary_conninfo = ''");
+	$standby->reload;
+	return $standby->poll_query_until('postgres',
+		'SELECT count(*) = 0 FROM pg_stat_wal_receiver');
 }
 
 sub log_offset

@@ -88,14 +88,7 @@ is($out, 't', 'the copies caught up once sync runs again');
 is( $standby->safe_psql('postgres',
 		"SELECT bool_and(wal_flushed) FROM pg_slotsync.failover_readiness()"),
 	't', 'wal_flushed: the standby has what every consumer confirmed');
-$standby->safe_psql('postgres',
-	"ALTER SYSTEM SET pg_slotsync.primary_conninfo = '"
-	  . $primary->connstr . " dbname=postgres'");
-$standby->safe_psql('postgres', "ALTER SYSTEM SET primary_conninfo = ''");
-$standby->reload;
-ok( $standby->poll_query_until(
-		'postgres', 'SELECT count(*) = 0 FROM pg_stat_wal_receiver'),
-	'the walreceiver stopped');
+ok(stop_wal_streaming($primary, $standby), 'the walreceiver stopped');
 $primary->safe_psql('postgres', 'INSERT INTO t VALUES (2)');
 get_changes($primary, 'wr_b');
 ok( $standby->poll_query_until(

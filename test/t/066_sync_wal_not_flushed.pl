@@ -14,15 +14,7 @@ create_failover_slot($primary, 'wf');
 ok(wait_for_slot_ready_advancing($primary, $standby, 'wf'), 'wf is ready');
 
 # WAL stops flowing; the sync worker goes on through its own connection
-$standby->safe_psql('postgres',
-	"ALTER SYSTEM SET pg_slotsync.primary_conninfo = '"
-	  . $primary->connstr
-	  . " dbname=postgres'");
-$standby->safe_psql('postgres', "ALTER SYSTEM SET primary_conninfo = ''");
-$standby->reload;
-ok( $standby->poll_query_until(
-		'postgres', 'SELECT count(*) = 0 FROM pg_stat_wal_receiver'),
-	'the walreceiver stopped');
+ok(stop_wal_streaming($primary, $standby), 'the walreceiver stopped');
 
 $primary->safe_psql('postgres', 'CREATE TABLE t (i int)');
 $primary->safe_psql('postgres', 'INSERT INTO t VALUES (1)');

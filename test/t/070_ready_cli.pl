@@ -174,15 +174,7 @@ ok( wait_until(
 		}),
 	'with the primary back and "behind" gone, the standby is ready')
   or diag $out;
-$standby->safe_psql('postgres',
-	"ALTER SYSTEM SET pg_slotsync.primary_conninfo = '"
-	  . $primary->connstr
-	  . " dbname=postgres'");
-$standby->safe_psql('postgres', "ALTER SYSTEM SET primary_conninfo = ''");
-$standby->reload;
-ok( $standby->poll_query_until(
-		'postgres', 'SELECT count(*) = 0 FROM pg_stat_wal_receiver'),
-	'the walreceiver stopped');
+ok(stop_wal_streaming($primary, $standby), 'the walreceiver stopped');
 $primary->safe_psql('postgres', 'CREATE TABLE unflushed (i int)');
 $primary->safe_psql('postgres', 'INSERT INTO unflushed VALUES (1)');
 get_changes($primary, 'fresh');
