@@ -30,6 +30,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 PG15_BIN_DEFAULT = os.environ.get("PG15_BIN", "/usr/lib/postgresql/15/bin")
@@ -477,6 +478,38 @@ def done_already(outdir, bench, kind, nslots):
     return any(r.get("kind") == kind and r.get("slots") == nslots and r.get("complete")
                for r in load_results(outdir, bench))
 
+
+
+def run_every_pair(args, bench, run_one):
+    """Runs run_one(kind, bindir, args, base, port, nslots, run_id) for every
+    slot count and system of args, each in a directory of its own under a
+    temporary one (removed afterwards), skipping what --skip-done finds
+    measured; with args.keep_going a failed pair is logged and the others
+    run."""
+    reexec_unprivileged()
+    os.makedirs(args.out, exist_ok=True)
+    run_id = time.strftime("%Y%m%d-%H%M%S")
+    base = tempfile.mkdtemp(prefix=bench + "_bench.")
+    try:
+        for nslots in [int(x) for x in args.slots.split(",")]:
+            for i, kind in enumerate(args.systems.split(",")):
+                if args.skip_done and done_already(args.out, bench, kind, nslots):
+                    log("%s %d: done already, skipped" % (kind, nslots))
+                    continue
+                if kind == "core" and not args.core_bin:
+                    sys.exit("--core-bin is needed for the core system")
+                bindir = args.core_bin if kind == "core" else args.pg15_bin
+                sub = os.path.join(base, "%s-%d" % (kind, nslots))
+                os.makedirs(sub)
+                try:
+                    run_one(kind, bindir, args, sub, args.port + 10 * i, nslots, run_id)
+                except Exception as e:
+                    log("%s %d failed: %s" % (kind, nslots, e))
+                    if not getattr(args, "keep_going", False):
+                        raise
+                shutil.rmtree(sub, ignore_errors=True)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 def ensure_gnuplot():
     """gnuplot for the plots: Debian's gnuplot-nox, installed here when

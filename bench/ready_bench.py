@@ -44,7 +44,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -246,25 +245,7 @@ def run_one(kind, bindir, args, base, port, nslots, run_id):
 
 
 def cmd_run(args):
-    bl.reexec_unprivileged()
-    os.makedirs(args.out, exist_ok=True)
-    run_id = time.strftime("%Y%m%d-%H%M%S")
-    base = tempfile.mkdtemp(prefix="ready_bench.")
-    try:
-        for nslots in [int(x) for x in args.slots.split(",")]:
-            for i, kind in enumerate(args.systems.split(",")):
-                if args.skip_done and bl.done_already(args.out, "ready", kind, nslots):
-                    bl.log("%s %d: done already, skipped" % (kind, nslots))
-                    continue
-                if kind == "core" and not args.core_bin:
-                    sys.exit("--core-bin is needed for the core system")
-                bindir = args.core_bin if kind == "core" else args.pg15_bin
-                sub = os.path.join(base, "%s-%d" % (kind, nslots))
-                os.makedirs(sub)
-                run_one(kind, bindir, args, sub, args.port + 10 * i, nslots, run_id)
-                shutil.rmtree(sub, ignore_errors=True)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    bl.run_every_pair(args, "ready", run_one)
     cmd_report(args)
 
 

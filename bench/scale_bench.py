@@ -84,7 +84,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -633,30 +632,7 @@ def short(ph):
 
 
 def cmd_run(args):
-    bl.reexec_unprivileged()
-    os.makedirs(args.out, exist_ok=True)
-    run_id = time.strftime("%Y%m%d-%H%M%S")
-    base = tempfile.mkdtemp(prefix="scale_bench.")
-    try:
-        for nslots in [int(x) for x in args.slots.split(",")]:
-            for i, kind in enumerate(args.systems.split(",")):
-                if args.skip_done and bl.done_already(args.out, "scale", kind, nslots):
-                    bl.log("%s %d: done already, skipped" % (kind, nslots))
-                    continue
-                if kind == "core" and not args.core_bin:
-                    sys.exit("--core-bin is needed for the core system")
-                bindir = args.core_bin if kind == "core" else args.pg15_bin
-                sub = os.path.join(base, "%s-%d" % (kind, nslots))
-                os.makedirs(sub)
-                try:
-                    run_one(kind, bindir, args, sub, args.port + 10 * i, nslots, run_id)
-                except Exception as e:
-                    bl.log("%s %d failed: %s" % (kind, nslots, e))
-                    if not args.keep_going:
-                        raise
-                shutil.rmtree(sub, ignore_errors=True)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    bl.run_every_pair(args, "scale", run_one)
     cmd_report(args)
 
 
