@@ -480,6 +480,16 @@ def done_already(outdir, bench, kind, nslots):
 
 
 
+
+def add_system_args(parser, default_slots):
+    """The options every "run" command shares: which systems, where their
+    binaries are, and the slot counts."""
+    parser.add_argument("--core-bin", help="bin directory of PostgreSQL 17/18 core")
+    parser.add_argument("--pg15-bin", default=PG15_BIN_DEFAULT,
+                        help="bin directory of PostgreSQL 15 with pg_slotsync installed")
+    parser.add_argument("--systems", default="pg_slotsync,core")
+    parser.add_argument("--slots", default=default_slots, help="comma-separated slot counts")
+
 def run_every_pair(args, bench, run_one):
     """Runs run_one(kind, bindir, args, base, port, nslots, run_id) for every
     slot count and system of args, each in a directory of its own under a

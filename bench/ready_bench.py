@@ -334,11 +334,7 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="measure, then print the report")
-    r.add_argument("--core-bin", help="bin directory of PostgreSQL 17/18 core")
-    r.add_argument("--pg15-bin", default=bl.PG15_BIN_DEFAULT,
-                   help="bin directory of PostgreSQL 15 with pg_slotsync installed")
-    r.add_argument("--systems", default="pg_slotsync,core")
-    r.add_argument("--slots", default="10,1000", help="comma-separated slot counts")
+    bl.add_system_args(r, "10,1000")
     r.add_argument("--modes", default="worker,manual", help="worker, manual or both")
     r.add_argument("--cap", type=float, default=120, help="seconds to wait for readiness")
     r.add_argument("--gap-wal-mb", type=int, default=48,

@@ -910,11 +910,7 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="measure, then print the report")
-    r.add_argument("--core-bin", help="bin directory of PostgreSQL 17/18 core")
-    r.add_argument("--pg15-bin", default=bl.PG15_BIN_DEFAULT,
-                   help="bin directory of PostgreSQL 15 with pg_slotsync installed")
-    r.add_argument("--systems", default="pg_slotsync,core")
-    r.add_argument("--slots", default="10,100,1000,5000", help="comma-separated slot counts")
+    bl.add_system_args(r, "10,100,1000,5000")
     r.add_argument("--phases", default=",".join(PHASES))
     r.add_argument("--idle-samples", type=int, default=0,
                    help="default 8, 4 above 1000 slots")
