@@ -12,6 +12,7 @@ OBJS = \
 	src/slot_funcs.o \
 	src/primary_funcs.o \
 	src/primary_watch.o \
+	src/primary_look.o \
 	src/primary_history.o \
 	src/sync_decide.o \
 	src/sync_apply.o \

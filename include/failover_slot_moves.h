@@ -21,6 +21,14 @@
  * have changed since you read it".  A bump may be spurious (nothing the
  * watcher cares about changed), never missing for the paths below.
  *
+ * Which slot: failover_slot_moves_of(i) counts the moves attributed to
+ * entry i of the server's slot array (walsenders, SQL decoding of up to 4
+ * slots in a transaction); failover_slot_moves_unattributed() counts those
+ * of no known slot (creating, copying, dropping, the failover flag, SQL
+ * decoding of more slots in one transaction).  A watcher that read the
+ * shared counter, then the per-slot ones, needs to look only at the slots
+ * whose counter changed, or at every slot if the unattributed one did.
+ *
  * Paths that bump and broadcast (at once, no polling):
  *
  *	- a logical walsender holding a failover slot, when the slot's
@@ -79,9 +87,12 @@
 
 /* What a watcher uses */
 extern uint64 failover_slot_moves_read(void);
+extern uint64 failover_slot_moves_unattributed(void);
+extern uint32 failover_slot_moves_of(int i);
 extern ConditionVariable *failover_slot_moved_cv(void);
 
-/* What the paths above call */
+/* What the paths above call: a move of a known slot, or of any */
+extern void failover_slot_moved_slot(ReplicationSlot *slot);
 extern void failover_slot_moved(void);
 extern void failover_slot_moves_note_decoding(ReplicationSlot *slot);
 

@@ -16,6 +16,7 @@
 
 #include "access/xlogdefs.h"
 #include "datatype/timestamp.h"
+#include "lib/ilist.h"
 #include "lib/stringinfo.h"
 #include "slot_marker.h"
 #include "sync_decide.h"
@@ -52,6 +53,7 @@ extern void sync_unlock_database(Oid dboid);
 extern void sync_create_copy(const RemoteSlot *remote, Oid dboid,
 							 XLogRecPtr create_at, bool history_pending);
 extern void sync_history_done(const char *name);
+extern void sync_compute_horizons(void);
 extern bool sync_update_copy(const RemoteSlot *remote, bool make_ready,
 							 const char *snapshot, Size snapshot_len);
 extern void sync_invalidate_copy(const char *name);
@@ -105,7 +107,7 @@ extern void slot_sync_status_shmem_init(void *ptr, bool found);
 extern void slot_sync_status_begin_cycle(void);
 extern bool slot_sync_status_set(const RemoteSlot *remote, SyncState state,
 								 SyncReason code, const char *reason,
-								 bool synced_now);
+								 bool synced_now, int *where);
 extern void slot_sync_status_remove(const char *name);
 extern void slot_sync_status_touch_settled(void);
 extern void slot_sync_status_end_cycle(void);
@@ -185,6 +187,11 @@ typedef struct SyncSession
 	MemoryContext cycle_cxt;	/* reset at every cycle */
 	bool		(*interrupted) (void);
 	struct HTAB *memory;		/* per-slot memory, see sync_cycle.c */
+	dlist_head	unsettled;		/* ... of the slots not settled */
+	uint64		cycle;			/* cycles run, this one included */
+	bool		anchor_inputs_changed;	/* a listed restart_lsn changed */
+	XLogRecPtr	anchor_floor;	/* anchor_lowest was found above this */
+	XLogRecPtr	anchor_lowest;	/* lowest listed restart_lsn above it */
 	TimestampTz last_full;		/* when the primary last sent everything */
 	TransactionId last_primary_xmin;	/* its physical slot's, then */
 	int			logical_slots_seen; /* live local logical slots after a
@@ -199,6 +206,7 @@ typedef struct SyncCycleResult
 	uint64		primary_sysid;	/* the primary's system identifier */
 	int			nchanged;		/* copies created, moved or dropped */
 	bool		pending;		/* some slot may become ready soon */
+	bool		deferred;		/* some slot was left for the next cycle */
 	XLogRecPtr	flush_needed;	/* a slot waits for the standby's WAL */
 } SyncCycleResult;
 

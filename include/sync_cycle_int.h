@@ -23,12 +23,15 @@ typedef struct SlotMemory
 	NameData	name;			/* hash key */
 	RemoteSlot	remote;			/* the primary's slot, as last reported */
 	bool		settled;		/* the copy equalled it at the last look */
+	dlist_node	unsettled_node; /* in the session's list while not */
 	bool		had_copy;		/* we made or kept a local copy */
 	bool		listed;			/* listed by the primary */
 	XLogRecPtr	fileless_lsn;	/* primary has no snapshot file here */
 	SyncReason	last_reason;	/* last kind of reason logged */
 	TimestampTz synced_at;		/* last time the copy equalled the slot */
 	MarkerCacheEntry marker;	/* saves reading the marker every cycle */
+	int			status_index;	/* where its status entry was last */
+	uint64		reported_in;	/* the last cycle the primary reported it */
 } SlotMemory;
 
 /* One listed slot's way through a cycle. */
@@ -40,7 +43,8 @@ typedef struct SlotWork
 	SyncPlan	plan;
 	bool		changed;		/* a side effect happened this cycle */
 	bool		synced_now;		/* the copy equals the primary's slot */
-	XLogRecPtr	copy_restart;	/* the local copy's restart_lsn */
+	LocalSlot	copy;			/* the local copy, as decided on */
+	RemoteSlot	confirmed_only; /* see slot_step_move_confirmed_first() */
 	const RemoteSnapshot *snapshot; /* what the primary sent, if asked */
 } SlotWork;
 
@@ -62,10 +66,15 @@ typedef struct CycleContext
 /* sync_session.c */
 extern void session_slot_memory_init(SyncSession *session);
 extern SlotMemory *session_slot_memory(SyncSession *session, const char *name);
+extern void session_slot_settle(SyncSession *session, SlotMemory *mem,
+								bool settled);
+extern void session_slot_forget(SyncSession *session, SlotMemory *mem);
 
 /* sync_slot_step.c */
 extern Oid	slot_step_database(const RemoteSlot *remote);
 extern void slot_step_decide(CycleContext *cy, SlotWork *w);
+extern bool slot_step_is_costly(const SlotWork *w);
+extern void slot_step_move_confirmed_first(CycleContext *cy, SlotWork *w);
 extern void slot_step_run(CycleContext *cy, SlotWork *w);
 extern void slot_step_record(CycleContext *cy, SlotWork *w);
 

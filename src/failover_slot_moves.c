@@ -18,6 +18,20 @@
  * the second read sees the new value or the broadcast comes after the
  * watcher is on the condition variable's list.
  *
+ * Which slot moved.  With thousands of failover slots, looking at all of
+ * them at every move costs more than anything else a watcher does, so a
+ * move is attributed to its slot where the mover knows it: each entry of
+ * the server's slot array has a counter of its own here, bumped (full
+ * barrier) after the slot's new values are in place and before the shared
+ * counter.  A watcher that reads the shared counter, then the per-slot
+ * counters, looks only at the slots whose counter differs from what it
+ * read last; a slot bumped after its per-slot counter was read is bumped
+ * in the shared counter after it was read too, so the watcher looks again.
+ * A move nobody can attribute (a slot created, copied or dropped, the
+ * failover flag changed, more slots decoded in one transaction than it
+ * notes) bumps the "unattributed" counter instead, and a watcher looks at
+ * every slot then.
+ *
  * Who calls failover_slot_moved():
  *
  *	- logical walsenders, when their failover slot's position changed: at
@@ -66,7 +80,10 @@ static fmgr_hook_type prev_fmgr_hook = NULL;
 typedef struct FailoverSlotMovesShared
 {
 	pg_atomic_uint64 moves;
+	pg_atomic_uint64 unattributed;	/* moves of no known slot */
 	ConditionVariable moved_cv;
+	/* per entry of ReplicationSlotCtl->replication_slots */
+	pg_atomic_uint32 slot_moves[FLEXIBLE_ARRAY_MEMBER];
 } FailoverSlotMovesShared;
 
 /* A failover slot decoded in this transaction, as it was then. */
@@ -87,7 +104,9 @@ static bool noted_overflow = false;
 Size
 failover_slot_moves_shmem_size(void)
 {
-	return MAXALIGN(sizeof(FailoverSlotMovesShared));
+	return MAXALIGN(add_size(offsetof(FailoverSlotMovesShared, slot_moves),
+							 mul_size(sizeof(pg_atomic_uint32),
+									  Max(max_replication_slots, 1))));
 }
 
 /*
@@ -104,7 +123,10 @@ failover_slot_moves_shmem_init(void)
 	if (!found)
 	{
 		pg_atomic_init_u64(&MovesState->moves, 0);
+		pg_atomic_init_u64(&MovesState->unattributed, 0);
 		ConditionVariableInit(&MovesState->moved_cv);
+		for (int i = 0; i < max_replication_slots; i++)
+			pg_atomic_init_u32(&MovesState->slot_moves[i], 0);
 	}
 }
 
@@ -114,6 +136,19 @@ failover_slot_moves_read(void)
 	return pg_atomic_read_u64(&MovesState->moves);
 }
 
+uint64
+failover_slot_moves_unattributed(void)
+{
+	return pg_atomic_read_u64(&MovesState->unattributed);
+}
+
+/* The move counter of entry "i" of the server's slot array. */
+uint32
+failover_slot_moves_of(int i)
+{
+	return pg_atomic_read_u32(&MovesState->slot_moves[i]);
+}
+
 ConditionVariable *
 failover_slot_moved_cv(void)
 {
@@ -121,13 +156,26 @@ failover_slot_moved_cv(void)
 }
 
 /*
- * A failover slot moved (or appeared, or changed its flag): tell watchers.
+ * A failover slot moved (or appeared, or changed its flag), and which one
+ * is not known: tell watchers to look at every slot.
  */
 void
 failover_slot_moved(void)
 {
 	if (MovesState == NULL)
 		return;
+	pg_atomic_fetch_add_u64(&MovesState->unattributed, 1);
+	pg_atomic_fetch_add_u64(&MovesState->moves, 1);
+	ConditionVariableBroadcast(&MovesState->moved_cv);
+}
+
+/* A move of "slot", whose new values are in place: tell watchers. */
+void
+failover_slot_moved_slot(ReplicationSlot *slot)
+{
+	if (MovesState == NULL)
+		return;
+	pg_atomic_fetch_add_u32(&MovesState->slot_moves[slot - ReplicationSlotCtl->replication_slots], 1);
 	pg_atomic_fetch_add_u64(&MovesState->moves, 1);
 	ConditionVariableBroadcast(&MovesState->moved_cv);
 }
@@ -161,32 +209,37 @@ failover_slot_moves_note_decoding(ReplicationSlot *slot)
 }
 
 /*
- * Did any noted slot move, or vanish?
+ * Tell watchers of each noted slot that moved; one that vanished is an
+ * unattributed move.
  */
-static bool
-noted_slots_moved(void)
+static void
+tell_noted_slots_moved(void)
 {
-	bool		moved = false;
+	bool		vanished = false;
 
 	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-	for (int i = 0; i < nnoted && !moved; i++)
+	for (int i = 0; i < nnoted; i++)
 	{
 		ReplicationSlot *slot;
+		bool		moved;
 
 		slot = SearchNamedReplicationSlot(NameStr(noted[i].name), false);
 		if (slot == NULL)
 		{
-			moved = true;
-			break;
+			vanished = true;
+			continue;
 		}
 		SpinLockAcquire(&slot->mutex);
 		moved = slot->data.confirmed_flush != noted[i].confirmed_flush ||
 			slot->data.restart_lsn != noted[i].restart_lsn ||
 			slot->data.catalog_xmin != noted[i].catalog_xmin;
 		SpinLockRelease(&slot->mutex);
+		if (moved)
+			failover_slot_moved_slot(slot);
 	}
 	LWLockRelease(ReplicationSlotControlLock);
-	return moved;
+	if (vanished)
+		failover_slot_moved();
 }
 
 static void
@@ -198,8 +251,10 @@ moves_xact_callback(XactEvent event, void *arg)
 		event != XACT_EVENT_PREPARE)
 		return;
 
-	if (noted_overflow || noted_slots_moved())
+	if (noted_overflow)
 		failover_slot_moved();
+	else
+		tell_noted_slots_moved();
 	nnoted = 0;
 	noted_overflow = false;
 }

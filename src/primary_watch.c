@@ -16,7 +16,8 @@
  * and one moving, one row crosses the network and one copy is touched.
  *
  * What the session reported last is kept in this backend's memory: each
- * failover slot's state as sent (WatchedSlot).  The standby echoes the
+ * failover slot's state as sent (WatchedSlot, primary_look.c, which also
+ * keeps which slots differ from it).  The standby echoes the
  * token of the last answer it received; when the token is not this
  * session's latest (a new connection, an answer lost to an error, or the
  * standby asking on purpose with NULL), the whole list is sent and the
@@ -29,9 +30,11 @@
  * catalog_xmin moved).  The call sleeps on it, and looks at the slots only
  * when the counter moved, or every WATCH_SAFETY_POLL_MS for the paths that
  * do not broadcast (a slot invalidated by a checkpoint, dropped with its
- * database).  Looking is one pass over the slot array in shared memory,
- * with failover flags read from a per-session marker cache
- * (slot_marker_read_cached()); idle, that is a few passes a second.
+ * database).  Looking (primary_look.c) is at the slots whose own move
+ * counter changed, or one pass over the slot array in shared memory when
+ * a move could not be attributed to a slot and at least every
+ * WATCH_SAFETY_POLL_MS; failover flags come from a per-session marker
+ * cache (slot_marker_read_cached()).  Idle, that is two passes a second.
  *
  * While it waits, the call gives up its snapshot's xmin, so that the
  * standby's long-poll, running nearly all the time, never holds back vacuum
@@ -52,7 +55,6 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "commands/dbcommands.h"
-#include "common/hashfn.h"
 #include "failover_slot_moves.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -60,15 +62,14 @@
 #include "nodes/plannodes.h"
 #include "pg_slotsync.h"
 #include "pgstat.h"
+#include "primary_look.h"
 #include "postmaster/interrupt.h"
 #include "replication/slot.h"
-#include "slot_copy.h"
 #include "slot_marker.h"
 #include "storage/proc.h"
 #include "tcop/pquery.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 #include "utils/snapmgr.h"
@@ -78,151 +79,11 @@ PG_FUNCTION_INFO_V1(pg_slotsync_wait_for_failover_slot_change);
 PG_FUNCTION_INFO_V1(pg_slotsync_wait_for_failover_slot_changes);
 PG_FUNCTION_INFO_V1(pg_slotsync_failover_slot_changes);
 
-/* How often a waiting call looks at the slots without being woken. */
-#define WATCH_SAFETY_POLL_MS	500
-
-/* A failover slot as a standby copies it. */
-typedef struct WatchState
-{
-	NameData	plugin;
-	Oid			database;
-	bool		two_phase;
-	XLogRecPtr	two_phase_at;
-	XLogRecPtr	restart_lsn;
-	XLogRecPtr	confirmed_flush;
-	TransactionId catalog_xmin;
-	bool		invalidated;
-	uint64		incarnation;
-} WatchState;
-
-/* One failover slot as this session last reported it. */
-typedef struct WatchedSlot
-{
-	NameData	name;			/* hash key */
-	bool		reported;		/* in the last answer's state */
-	bool		present;		/* seen by the latest look */
-	bool		changed;		/* ... and different from what was sent */
-	bool		corrupt_reported;	/* its corrupt marker was logged */
-	WatchState	sent;
-	WatchState	now;
-	MarkerCacheEntry marker;
-} WatchedSlot;
-
-/* This backend's session with a standby's worker. */
-static HTAB *watched = NULL;
-static uint64 session_token = 0;	/* the latest answer's */
+/* What the latest answer of this session reported, besides the slots. */
+static uint64 session_token = 0;
 static TransactionId sent_standby_xmin = InvalidTransactionId;
 static bool delta_ready = false;	/* failover_slot_changes() may answer */
 static bool delta_full = false;
-
-static void
-watched_init(void)
-{
-	HASHCTL		ctl;
-
-	if (watched != NULL)
-		return;
-	ctl.keysize = sizeof(NameData);
-	ctl.entrysize = sizeof(WatchedSlot);
-	ctl.hcxt = TopMemoryContext;
-	watched = hash_create("pg_slotsync watched slots", 64, &ctl,
-						  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-}
-
-static bool
-watch_state_equal(const WatchState *a, const WatchState *b)
-{
-	return strcmp(NameStr(a->plugin), NameStr(b->plugin)) == 0 &&
-		a->database == b->database && a->two_phase == b->two_phase &&
-		a->two_phase_at == b->two_phase_at &&
-		a->restart_lsn == b->restart_lsn &&
-		a->confirmed_flush == b->confirmed_flush &&
-		a->catalog_xmin == b->catalog_xmin &&
-		a->invalidated == b->invalidated &&
-		a->incarnation == b->incarnation;
-}
-
-/*
- * Look at the slots: mark every watched slot present or not, and changed
- * or not against what was sent; returns how many differ (new, changed or
- * gone) and, through *standby_xmin, the standby's physical slot's
- * catalog_xmin (*standby_found if it exists, *standby_physical if it is
- * physical).
- */
-static int
-look_at_slots(SlotCopy *slots, const char *standby_slot, bool full,
-			  TransactionId *standby_xmin, bool *standby_found,
-			  bool *standby_physical)
-{
-	HASH_SEQ_STATUS seq;
-	WatchedSlot *w;
-	int			nslots = slot_copy_all(slots);
-	bool		in_recovery = RecoveryInProgress();
-	int			differ = 0;
-
-	*standby_xmin = InvalidTransactionId;
-	*standby_found = *standby_physical = false;
-
-	hash_seq_init(&seq, watched);
-	while ((w = hash_seq_search(&seq)) != NULL)
-		w->present = false;
-
-	for (int i = 0; i < nslots; i++)
-	{
-		SlotCopy   *s = &slots[i];
-		const char *name = NameStr(s->name);
-		bool		found;
-
-		if (standby_slot != NULL && strcmp(name, standby_slot) == 0)
-		{
-			*standby_found = true;
-			*standby_physical = !s->is_logical;
-			*standby_xmin = s->catalog_xmin;
-		}
-		if (!s->is_logical || s->persistency != RS_PERSISTENT)
-			continue;
-		w = hash_search(watched, &s->name, HASH_ENTER, &found);
-		if (!found)
-		{
-			memset(((char *) w) + sizeof(NameData), 0,
-				   sizeof(WatchedSlot) - sizeof(NameData));
-			w->marker.valid = false;
-		}
-		if (slot_marker_read_cached(name, &w->marker) == SLOT_MARKER_CORRUPT)
-		{
-			/* once per session and slot: this runs a few times a second */
-			if (!w->corrupt_reported)
-				slot_marker_report_corrupt(name, WARNING);
-			w->corrupt_reported = true;
-			continue;
-		}
-		w->corrupt_reported = false;
-		if (!slot_counts_as_failover(name, true, s->persistency,
-									 w->marker.marker.flags, in_recovery))
-			continue;
-
-		w->present = true;
-		w->now.plugin = s->plugin;
-		w->now.database = s->database;
-		w->now.two_phase = s->two_phase;
-		w->now.two_phase_at = s->two_phase_at;
-		w->now.restart_lsn = s->restart_lsn;
-		w->now.confirmed_flush = s->confirmed_flush;
-		w->now.catalog_xmin = s->catalog_xmin;
-		w->now.invalidated = slot_copy_is_invalidated(s);
-		w->now.incarnation = w->marker.marker.incarnation;
-		w->changed = full || !w->reported ||
-			!watch_state_equal(&w->now, &w->sent);
-		if (w->changed)
-			differ++;
-	}
-
-	hash_seq_init(&seq, watched);
-	while ((w = hash_seq_search(&seq)) != NULL)
-		if (!w->present && w->reported)
-			differ++;
-	return differ;
-}
 
 /*
  * May this call give up the xmin of its snapshot while it waits?  Only if
@@ -310,7 +171,7 @@ wait_for_moves(uint64 seen, TimestampTz deadline)
 													 deadline);
 	ConditionVariable *cv = failover_slot_moved_cv();
 
-	ms = Min(ms, WATCH_SAFETY_POLL_MS);
+	ms = Min(ms, watch_ms_until_full_look());
 	if (ms > 0 && failover_slot_moves_read() == seen)
 	{
 		ConditionVariablePrepareToSleep(cv);
@@ -353,12 +214,9 @@ pg_slotsync_wait_for_failover_slot_changes(PG_FUNCTION_ARGS)
 	bool		full = PG_ARGISNULL(1) ||
 		(uint64) PG_GETARG_INT64(1) != session_token || session_token == 0;
 	int			timeout_ms = PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2);
-	SlotCopy   *slots;
 	TupleDesc	tupdesc;
 	TimestampTz deadline;
-	TransactionId standby_xmin;
-	bool		standby_found;
-	bool		standby_physical;
+	StandbySlotSeen standby;
 	uint64		moves;
 	Datum		values[8];
 	bool		nulls[8] = {0};
@@ -367,19 +225,16 @@ pg_slotsync_wait_for_failover_slot_changes(PG_FUNCTION_ARGS)
 	check_timeout(timeout_ms);
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	watched_init();
-	slots = palloc(sizeof(SlotCopy) * Max(max_replication_slots, 1));
 	release_xmin_if_allowed(fcinfo);
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	moves = failover_slot_moves_read();
 	for (;;)
 	{
-		int			differ = look_at_slots(slots, standby_slot, full,
-										   &standby_xmin, &standby_found,
-										   &standby_physical);
+		int			differ = watch_look(standby_slot, full, &standby);
 
-		if (full || differ > 0 || standby_xmin != sent_standby_xmin ||
+		if (full || differ > 0 ||
+			standby.catalog_xmin != sent_standby_xmin ||
 			GetCurrentTimestamp() >= deadline)
 			break;
 		moves = wait_for_moves(moves, deadline);
@@ -389,7 +244,7 @@ pg_slotsync_wait_for_failover_slot_changes(PG_FUNCTION_ARGS)
 	session_token++;
 	if (session_token == 0)
 		session_token = 1;
-	sent_standby_xmin = standby_xmin;
+	sent_standby_xmin = standby.catalog_xmin;
 	delta_ready = true;
 	delta_full = full;
 
@@ -397,10 +252,10 @@ pg_slotsync_wait_for_failover_slot_changes(PG_FUNCTION_ARGS)
 	values[1] = BoolGetDatum(full);
 	values[2] = BoolGetDatum(RecoveryInProgress());
 	values[3] = BoolGetDatum(wal_level >= WAL_LEVEL_LOGICAL);
-	nulls[4] = !standby_found;
-	values[4] = BoolGetDatum(standby_physical);
-	nulls[5] = !TransactionIdIsValid(standby_xmin);
-	values[5] = TransactionIdGetDatum(standby_xmin);
+	nulls[4] = !standby.found;
+	values[4] = BoolGetDatum(standby.physical);
+	nulls[5] = !TransactionIdIsValid(standby.catalog_xmin);
+	values[5] = TransactionIdGetDatum(standby.catalog_xmin);
 	values[6] = Int64GetDatum((int64) GetSystemIdentifier());
 	values[7] = Int32GetDatum((int32) GetWALInsertionTimeLine());
 	if (RecoveryInProgress())
@@ -410,8 +265,9 @@ pg_slotsync_wait_for_failover_slot_changes(PG_FUNCTION_ARGS)
 
 /* One row of failover_slot_changes(): a slot as it is now, or gone. */
 static void
-put_change(ReturnSetInfo *rsinfo, WatchedSlot *w, bool gone)
+put_change(WatchedSlot *w, bool gone, void *arg)
 {
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) arg;
 	Datum		values[12];
 	bool		nulls[12] = {0};
 	char	   *dbname = gone ? NULL : get_database_name(w->now.database);
@@ -456,10 +312,6 @@ put_change(ReturnSetInfo *rsinfo, WatchedSlot *w, bool gone)
 Datum
 pg_slotsync_failover_slot_changes(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	HASH_SEQ_STATUS seq;
-	WatchedSlot *w;
-
 	check_caller_may_sync();
 	InitMaterializedSRF(fcinfo, 0);
 	if (!delta_ready)
@@ -468,51 +320,8 @@ pg_slotsync_failover_slot_changes(PG_FUNCTION_ARGS)
 				 errmsg("pg_slotsync.failover_slot_changes() must follow pg_slotsync.wait_for_failover_slot_changes() in the same session")));
 	delta_ready = false;
 
-	hash_seq_init(&seq, watched);
-	while ((w = hash_seq_search(&seq)) != NULL)
-	{
-		if (w->present && (w->changed || delta_full))
-		{
-			put_change(rsinfo, w, false);
-			w->sent = w->now;
-			w->reported = true;
-		}
-		else if (!w->present && w->reported && !delta_full)
-			put_change(rsinfo, w, true);
-		if (!w->present)
-			hash_search(watched, &w->name, HASH_REMOVE, NULL);
-	}
+	watch_report(delta_full, put_change, fcinfo->resultinfo);
 	return (Datum) 0;
-}
-
-/*
- * Version 1.0's change token: what a standby would see from
- * failover_slots() and from its own physical slot, folded into 64 bits.
- */
-static uint64
-change_token_1_0(SlotCopy *slots, const char *standby_slot,
-				 TransactionId *standby_xmin, bool *standby_found,
-				 bool *standby_physical)
-{
-	HASH_SEQ_STATUS seq;
-	WatchedSlot *w;
-	uint64		h = UINT64CONST(0x9E3779B97F4A7C15);
-
-	(void) look_at_slots(slots, standby_slot, true, standby_xmin,
-						 standby_found, standby_physical);
-	h = hash_combine64(h, *standby_xmin);
-	hash_seq_init(&seq, watched);
-	while ((w = hash_seq_search(&seq)) != NULL)
-	{
-		if (!w->present)
-			continue;
-		/* order-independent: the hash table's order is not stable */
-		h ^= hash_bytes_extended((const unsigned char *) &w->now,
-								 sizeof(WatchState),
-								 hash_bytes_extended((const unsigned char *) NameStr(w->name),
-													 strlen(NameStr(w->name)), 0));
-	}
-	return h;
 }
 
 /*
@@ -529,12 +338,9 @@ pg_slotsync_wait_for_failover_slot_change(PG_FUNCTION_ARGS)
 	bool		have_last = !PG_ARGISNULL(1);
 	uint64		last_token = have_last ? (uint64) PG_GETARG_INT64(1) : 0;
 	int			timeout_ms = PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2);
-	SlotCopy   *slots;
 	TupleDesc	tupdesc;
 	TimestampTz deadline;
-	TransactionId standby_xmin;
-	bool		standby_found;
-	bool		standby_physical;
+	StandbySlotSeen standby;
 	uint64		token;
 	uint64		moves;
 	Datum		values[6];
@@ -544,16 +350,14 @@ pg_slotsync_wait_for_failover_slot_change(PG_FUNCTION_ARGS)
 	check_timeout(timeout_ms);
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	watched_init();
-	slots = palloc(sizeof(SlotCopy) * Max(max_replication_slots, 1));
 	release_xmin_if_allowed(fcinfo);
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	moves = failover_slot_moves_read();
 	for (;;)
 	{
-		token = change_token_1_0(slots, standby_slot, &standby_xmin,
-								 &standby_found, &standby_physical);
+		(void) watch_look(standby_slot, true, &standby);
+		token = watch_state_hash(standby.catalog_xmin);
 		if (!have_last || token != last_token ||
 			GetCurrentTimestamp() >= deadline)
 			break;
@@ -563,11 +367,11 @@ pg_slotsync_wait_for_failover_slot_change(PG_FUNCTION_ARGS)
 	values[0] = Int64GetDatum((int64) token);
 	values[1] = BoolGetDatum(RecoveryInProgress());
 	values[2] = BoolGetDatum(wal_level >= WAL_LEVEL_LOGICAL);
-	nulls[3] = !standby_found;
-	values[3] = BoolGetDatum(standby_physical);
+	nulls[3] = !standby.found;
+	values[3] = BoolGetDatum(standby.physical);
 	/* 1.0 reported the standby slot's restart_lsn, which it never used */
 	nulls[4] = true;
-	nulls[5] = !TransactionIdIsValid(standby_xmin);
-	values[5] = TransactionIdGetDatum(standby_xmin);
+	nulls[5] = !TransactionIdIsValid(standby.catalog_xmin);
+	values[5] = TransactionIdGetDatum(standby.catalog_xmin);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

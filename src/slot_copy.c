@@ -79,6 +79,24 @@ slot_copy_all_palloc(int *count)
 	return slots;
 }
 
+/*
+ * Copy the slot at index "i" of the slot array (0 .. max_replication_slots
+ * - 1); false if that entry is not in use.
+ */
+bool
+slot_copy_at(int i, SlotCopy *out)
+{
+	ReplicationSlot *s = &ReplicationSlotCtl->replication_slots[i];
+	bool		in_use;
+
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	in_use = s->in_use;
+	if (in_use)
+		copy_one(s, out);
+	LWLockRelease(ReplicationSlotControlLock);
+	return in_use;
+}
+
 /* Copy the named slot; false if there is none. */
 bool
 slot_copy_named(const char *name, SlotCopy *out)

@@ -244,7 +244,7 @@ physical_walsender_progress(void)
 	if (catalog_xmin != physical_last_catalog_xmin)
 	{
 		physical_last_catalog_xmin = catalog_xmin;
-		failover_slot_moved();
+		failover_slot_moved_slot(slot);
 	}
 
 	if (listed_cache_generation != standby_slots_generation)
@@ -285,7 +285,7 @@ logical_walsender_progress(void)
 		 slot->data.restart_lsn != logical_seen_restart ||
 		 slot->data.catalog_xmin != logical_seen_xmin) &&
 		logical_slot_moved(slot) && gate_slot_is_failover())
-		failover_slot_moved();
+		failover_slot_moved_slot(slot);
 }
 
 static bool

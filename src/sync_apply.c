@@ -36,8 +36,9 @@
  *
  * Ordering.  A new restart_lsn or catalog_xmin is written to the slot's
  * state file before the server relies on it: the file is saved first, and
- * only then are effective_catalog_xmin raised and the WAL and xmin horizons
- * recomputed, as logical.c does for a decoding slot.  WAL is reserved under
+ * only then is effective_catalog_xmin raised, as logical.c does for a
+ * decoding slot; the WAL and xmin horizons are recomputed once per cycle
+ * after that (sync_compute_horizons()), older until then.  WAL is reserved under
  * ReplicationSlotAllocationLock so that a concurrent restartpoint either
  * sees the reservation or removed nothing we need (checked afterwards).
  *
@@ -220,6 +221,23 @@ sync_create_copy(const RemoteSlot *remote, Oid dboid, XLogRecPtr create_at,
 	sync_poke_walreceiver();
 }
 
+/* A copy's restart_lsn or catalog_xmin moved since the last computation. */
+static bool horizons_pending = false;
+
+/*
+ * Compute the server's WAL and xmin horizons again if a copy's moved: once
+ * per cycle, after the copies are saved.
+ */
+void
+sync_compute_horizons(void)
+{
+	if (!horizons_pending)
+		return;
+	horizons_pending = false;
+	ReplicationSlotsComputeRequiredXmin(false);
+	ReplicationSlotsComputeRequiredLSN();
+}
+
 /*
  * Copy the remote slot's position into the local copy, installing the
  * primary's snapshot at the new restart_lsn if given; with make_ready, also
@@ -257,7 +275,8 @@ sync_update_copy(const RemoteSlot *remote, bool make_ready,
 	must_save = remote->restart_lsn != slot->data.restart_lsn ||
 		remote->catalog_xmin != slot->data.catalog_xmin ||
 		remote->two_phase != slot->data.two_phase ||
-		remote->two_phase_at != slot->data.two_phase_at || make_ready;
+		remote->two_phase_at != slot->data.two_phase_at || make_ready ||
+		slot->effective_catalog_xmin != remote->catalog_xmin;
 	changed = must_save || remote->confirmed_flush != slot->data.confirmed_flush;
 	slot->data.restart_lsn = remote->restart_lsn;
 	slot->data.confirmed_flush = remote->confirmed_flush;
@@ -272,12 +291,19 @@ sync_update_copy(const RemoteSlot *remote, bool make_ready,
 	if (must_save)
 		ReplicationSlotSave();
 
-	/* only now may the server rely on the new values */
-	SpinLockAcquire(&slot->mutex);
-	slot->effective_catalog_xmin = remote->catalog_xmin;
-	SpinLockRelease(&slot->mutex);
-	ReplicationSlotsComputeRequiredXmin(false);
-	ReplicationSlotsComputeRequiredLSN();
+	/*
+	 * Only now may the server rely on the new values; the server-wide
+	 * horizons are computed again once per cycle (sync_compute_horizons()),
+	 * not per copy: each computation walks every slot, and until then the
+	 * older horizons only keep more.
+	 */
+	if (must_save)
+	{
+		SpinLockAcquire(&slot->mutex);
+		slot->effective_catalog_xmin = remote->catalog_xmin;
+		SpinLockRelease(&slot->mutex);
+		horizons_pending = true;
+	}
 
 	if (make_ready)
 	{

@@ -21,7 +21,13 @@
  *	   last look ("not settled"); every slot does after a whole list, when
  *	   the primary's physical slot for us changed (our feedback: readiness,
  *	   protection), or when a local logical slot disappeared.  With a
- *	   thousand slots and one moving, one slot is decided.
+ *	   thousand slots and one moving, one slot is decided, found on the
+ *	   session's list of unsettled slots without walking the others.  A
+ *	   cycle takes on a bounded amount of costly work (CYCLE_COSTLY_SLOTS,
+ *	   CYCLE_COSTLY_MS: state files, snapshots); slots beyond it stay
+ *	   unsettled for the next cycle, which asks the primary without
+ *	   waiting, so that while thousands of slots move, a move of
+ *	   confirmed_flush alone does not wait for hundreds of state files.
  *	3. Plans that need the primary first are batched: the standby's missing
  *	   history for older slots (sync_history.c), then, in one round trip,
  *	   the serialized snapshots of every slot whose copy becomes ready or
@@ -67,6 +73,18 @@
 /* How often the worker asks the primary for the whole list anyway. */
 #define FULL_LIST_INTERVAL_MS	300000
 
+/*
+ * How much costly work a cycle (other than after a whole list) takes on: a
+ * move of confirmed_flush alone costs microseconds, a new restart_lsn a
+ * write of the slot's state file and a snapshot from the primary.  When
+ * thousands of slots move, a cycle that did every costly step at once
+ * would keep every other slot's move waiting for it; so after this many
+ * slots, or this long, the rest waits for the next cycle, which comes at
+ * once.  The first costly slot of a cycle always goes ahead.
+ */
+#define CYCLE_COSTLY_SLOTS		8
+#define CYCLE_COSTLY_MS			2
+
 /* Drop our copy of a slot the primary no longer lists, and forget it. */
 static void
 forget_slot(SyncSession *session, SlotMemory *m)
@@ -84,7 +102,8 @@ forget_slot(SyncSession *session, SlotMemory *m)
 		}
 	}
 	slot_sync_status_remove(NameStr(m->name));
-	hash_search(session->memory, &m->name, HASH_REMOVE, NULL);
+	session_slot_forget(session, m);
+	session->anchor_inputs_changed = true;
 }
 
 /*
@@ -125,6 +144,7 @@ take_changes(SyncSession *session, const RemoteSlot *rows, int nrows,
 		hash_seq_init(&seq, session->memory);
 		while ((m = hash_seq_search(&seq)) != NULL)
 			m->listed = false;
+		session->anchor_inputs_changed = true;
 	}
 	for (int i = 0; i < nrows; i++)
 	{
@@ -134,9 +154,13 @@ take_changes(SyncSession *session, const RemoteSlot *rows, int nrows,
 			forget_slot(session, m);
 			continue;
 		}
+		if (!m->listed || m->remote.restart_lsn != rows[i].restart_lsn ||
+			m->remote.invalidated != rows[i].invalidated)
+			session->anchor_inputs_changed = true;
 		m->remote = rows[i];
+		m->reported_in = session->cycle;
 		m->listed = true;
-		m->settled = false;
+		session_slot_settle(session, m, false);
 	}
 	if (!full)
 		return;
@@ -150,7 +174,9 @@ take_changes(SyncSession *session, const RemoteSlot *rows, int nrows,
 
 /*
  * Where the anchor may move: see sync_anchor_target(), over every slot the
- * primary lists.
+ * primary lists.  The lowest listed restart_lsn above the anchor is kept
+ * from one cycle to the next, and found again only when a listed
+ * restart_lsn changed, a slot came or went, or the anchor moved.
  */
 static XLogRecPtr
 anchor_target(SyncSession *session, XLogRecPtr replay_before)
@@ -159,17 +185,23 @@ anchor_target(SyncSession *session, XLogRecPtr replay_before)
 	SlotMemory *m;
 	RemoteSlot *listed;
 	int			n = 0;
-	XLogRecPtr	target;
+	XLogRecPtr	floor = sync_protected_from();
 
-	listed = palloc(sizeof(RemoteSlot) *
-					Max(1, hash_get_num_entries(session->memory)));
-	hash_seq_init(&seq, session->memory);
-	while ((m = hash_seq_search(&seq)) != NULL)
-		if (m->listed)
-			listed[n++] = m->remote;
-	target = sync_anchor_target(sync_protected_from(), replay_before, listed, n);
-	pfree(listed);
-	return target;
+	if (session->anchor_inputs_changed || floor != session->anchor_floor)
+	{
+		listed = palloc(sizeof(RemoteSlot) *
+						Max(1, hash_get_num_entries(session->memory)));
+		hash_seq_init(&seq, session->memory);
+		while ((m = hash_seq_search(&seq)) != NULL)
+			if (m->listed)
+				listed[n++] = m->remote;
+		session->anchor_lowest = sync_anchor_target(floor, PG_UINT64_MAX,
+													listed, n);
+		session->anchor_floor = floor;
+		session->anchor_inputs_changed = false;
+		pfree(listed);
+	}
+	return Min(replay_before, session->anchor_lowest);
 }
 
 /*
@@ -185,8 +217,8 @@ fetch_history_and_continue(CycleContext *cy, SlotWork *work, int nwork)
 
 	for (int i = 0; i < nwork; i++)
 		if (work[i].plan.fetch_history &&
-			(XLogRecPtrIsInvalid(from) || work[i].copy_restart < from))
-			from = work[i].copy_restart;
+			(XLogRecPtrIsInvalid(from) || work[i].copy.restart_lsn < from))
+			from = work[i].copy.restart_lsn;
 	if (XLogRecPtrIsInvalid(from))
 		return;
 
@@ -252,41 +284,101 @@ fetch_snapshots_and_finish(CycleContext *cy, SlotWork *work, int nwork,
 }
 
 /*
+ * The listed slots to look at this cycle: every one ("all"), or those on
+ * the unsettled list, in its order (a palloc'd array of *n).
+ */
+static SlotMemory **
+slots_to_look_at(SyncSession *session, bool all, int *n)
+{
+	SlotMemory **mems;
+	SlotMemory *m;
+
+	*n = 0;
+	mems = palloc(sizeof(SlotMemory *) *
+				  Max(1, hash_get_num_entries(session->memory)));
+	if (all)
+	{
+		HASH_SEQ_STATUS seq;
+
+		hash_seq_init(&seq, session->memory);
+		while ((m = hash_seq_search(&seq)) != NULL)
+			if (m->listed)
+				mems[(*n)++] = m;
+	}
+	else
+	{
+		dlist_iter	iter;
+
+		dlist_foreach(iter, &session->unsettled)
+		{
+			m = dlist_container(SlotMemory, unsettled_node, iter.cur);
+			if (m->listed)
+				mems[(*n)++] = m;
+		}
+	}
+	return mems;
+}
+
+/*
  * Decide and act on the listed slots that need it: all of them ("all"), or
  * those not settled (new, changed, or not equal to the primary's slot at
- * the last look); see the header comment.
+ * the last look); see the header comment, also for the budget of costly
+ * work that a cycle other than after a whole list keeps to.
  */
 static RemoteFailure
 sync_slots(CycleContext *cy, bool all, StringInfo err)
 {
-	HASH_SEQ_STATUS seq;
-	SlotMemory *m;
-	SlotWork   *work;
+	int			nmems;
+	SlotMemory **mems = slots_to_look_at(cy->session, all, &nmems);
+	SlotWork   *work = palloc(sizeof(SlotWork) * Max(1, nmems));
 	int			nwork = 0;
+	int			ncostly = 0;
+	int64		costly_us = 0;
 	RemoteFailure failure;
 
-	work = palloc0(sizeof(SlotWork) *
-				   Max(1, hash_get_num_entries(cy->session->memory)));
-	hash_seq_init(&seq, cy->session->memory);
-	while ((m = hash_seq_search(&seq)) != NULL)
+	for (int i = 0; i < nmems; i++)
 	{
-		SlotWork   *w;
+		SlotWork   *w = &work[nwork];
+		bool		out_of_budget = !all && ncostly > 0 &&
+			(ncostly >= CYCLE_COSTLY_SLOTS ||
+			 costly_us >= CYCLE_COSTLY_MS * 1000);
+		bool		costly;
+		TimestampTz start;
 
-		if (!m->listed || (m->settled && !all))
+		/* out of budget, a slot that waits already and did not change waits */
+		if (out_of_budget && mems[i]->reported_in != cy->session->cycle)
+		{
+			cy->result->deferred = true;
 			continue;
-		w = &work[nwork++];
-		w->remote = &m->remote;
-		w->mem = m;
-		w->dboid = slot_step_database(&m->remote);
-
+		}
+		memset(w, 0, sizeof(*w));
+		w->mem = mems[i];
+		w->remote = &w->mem->remote;
+		w->dboid = slot_step_database(w->remote);
 		slot_step_decide(cy, w);
+
+		costly = !all && slot_step_is_costly(w);
+		if (costly && out_of_budget)
+		{
+			cy->result->deferred = true;
+			slot_step_move_confirmed_first(cy, w);
+			continue;
+		}
+		nwork++;
+		start = GetCurrentTimestamp();
 		if (w->plan.action != SYNC_ACTION_NONE && !w->plan.fetch_snapshot &&
 			!w->plan.fetch_history)
 			slot_step_run(cy, w);
+		if (costly)
+		{
+			ncostly++;
+			costly_us += GetCurrentTimestamp() - start;
+		}
 	}
 
 	fetch_history_and_continue(cy, work, nwork);
 	failure = fetch_snapshots_and_finish(cy, work, nwork, err);
+	sync_compute_horizons();
 
 	for (int i = 0; i < nwork; i++)
 		slot_step_record(cy, &work[i]);
@@ -391,6 +483,7 @@ slot_sync_cycle(SyncSession *session, int wait_ms, SyncCycleResult *result,
 	if (info.full_list)
 		slot_sync_status_begin_cycle();
 
+	session->cycle++;
 	take_changes(session, rows, nrows, info.full_list, first_cycle);
 	all = look_at_every_slot(session, &info, first_cycle);
 	sync_anchor_ensure(anchor_target(session, replay_before));

@@ -11,7 +11,10 @@
  * a cycle cheap: the primary's slot as last reported, whether the copy
  * equalled it at the last look ("settled", so that a cycle need not decide
  * it again), the last kind of reason logged, and a cached marker.  It is
- * keyed by slot name and lives in the session's context.
+ * keyed by slot name and lives in the session's context.  The slots not
+ * settled are also on a list (SyncSession.unsettled), so that a cycle finds
+ * the few it must decide without walking all of them: with thousands of
+ * failover slots that walk, every cycle, cost more than the cycle's work.
  *
  * Copyright (c) 2026, pg_slotsync developers
  *
@@ -37,6 +40,8 @@ session_slot_memory_init(SyncSession *session)
 	ctl.hcxt = session->session_cxt;
 	session->memory = hash_create("pg_slotsync slot memory", 64, &ctl,
 								  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	dlist_init(&session->unsettled);
+	session->anchor_inputs_changed = true;
 }
 
 SlotMemory *
@@ -55,8 +60,34 @@ session_slot_memory(SyncSession *session, const char *name)
 		mem->name = key;
 		/* a copy found behind is counted as behind from now on */
 		mem->synced_at = GetCurrentTimestamp();
+		dlist_push_tail(&session->unsettled, &mem->unsettled_node);
 	}
 	return mem;
+}
+
+/*
+ * Record whether the slot's copy equals the primary's slot; one not settled
+ * is decided again next cycle (it is on the session's unsettled list).
+ */
+void
+session_slot_settle(SyncSession *session, SlotMemory *mem, bool settled)
+{
+	if (settled && !mem->settled)
+		dlist_delete(&mem->unsettled_node);
+	else if (!settled && mem->settled)
+		dlist_push_tail(&session->unsettled, &mem->unsettled_node);
+	mem->settled = settled;
+}
+
+/* Forget a slot altogether. */
+void
+session_slot_forget(SyncSession *session, SlotMemory *mem)
+{
+	NameData	key = mem->name;
+
+	if (!mem->settled)
+		dlist_delete(&mem->unsettled_node);
+	hash_search(session->memory, &key, HASH_REMOVE, NULL);
 }
 
 /*
@@ -137,6 +168,7 @@ sync_session_destroy(SyncSession *session)
 	session->session_cxt = NULL;
 	session->cycle_cxt = NULL;
 	session->memory = NULL;
+	dlist_init(&session->unsettled);
 }
 
 /*

@@ -136,7 +136,7 @@ slot_step_decide(CycleContext *cy, SlotWork *w)
 	in.max_fetch_bytes = (int64) pg_slotsync_max_wal_fetch * 1024 * 1024;
 	in.history_fetched_from = cy->history_fetched_from;
 	in.history_failure = cy->history_failure;
-	w->copy_restart = in.local.restart_lsn;
+	w->copy = in.local;
 
 	slot_sync_decide(&in, &w->plan);
 
@@ -150,6 +150,67 @@ slot_step_decide(CycleContext *cy, SlotWork *w)
 		w->plan.state == SYNC_STATE_READY &&
 		w->plan.reason_code == SYNC_REASON_NONE &&
 		XLogRecPtrIsInvalid(w->plan.needs_flush);
+}
+
+/*
+ * Does carrying out the plan cost more than moving the copy's
+ * confirmed_flush in memory?  Writing the slot's state file (a new
+ * restart_lsn or catalog_xmin, becoming ready), fetching a snapshot or the
+ * standby's past, creating or dropping a copy do.
+ */
+bool
+slot_step_is_costly(const SlotWork *w)
+{
+	if (w->plan.fetch_snapshot || w->plan.fetch_history)
+		return true;
+	if (w->plan.action == SYNC_ACTION_NONE)
+		return false;
+	if (w->plan.action != SYNC_ACTION_UPDATE || w->plan.becomes_ready)
+		return true;
+	return w->remote->restart_lsn != w->copy.restart_lsn ||
+		w->remote->catalog_xmin != w->copy.catalog_xmin;
+}
+
+/*
+ * The slot's costly step waits for a later cycle (sync_cycle.c); a ready
+ * copy takes the new confirmed_flush now all the same, keeping its
+ * restart_lsn and catalog_xmin.  That is safe: the
+ * primary's own slot passes through such states (confirmed_flush moves
+ * first, restart_lsn and catalog_xmin follow once decoding has passed a
+ * point it can restart from), and decoding from an older restart_lsn with
+ * an older catalog_xmin keeps more, never less: it yields every change
+ * after the new position.  Only where the decision already let the copy
+ * move (the plan updates it, or would once the snapshot is there), the
+ * copy stays ready, and the standby has the WAL up to the new position.
+ */
+void
+slot_step_move_confirmed_first(CycleContext *cy, SlotWork *w)
+{
+	RemoteSlot *partial = &w->confirmed_only;
+
+	if (w->plan.state != SYNC_STATE_READY || w->plan.becomes_ready ||
+		!XLogRecPtrIsInvalid(w->plan.needs_flush) || !w->copy.ready ||
+		w->remote->confirmed_flush <= w->copy.confirmed_flush ||
+		!(w->plan.action == SYNC_ACTION_UPDATE || w->plan.fetch_snapshot))
+		return;
+
+	/*
+	 * Not across a change of two-phase state: the primary's slot never
+	 * had the old one with the new position.
+	 */
+	if (w->remote->two_phase != w->copy.two_phase ||
+		w->remote->two_phase_at != w->copy.two_phase_at)
+		return;
+
+	*partial = *w->remote;
+	partial->restart_lsn = w->copy.restart_lsn;
+	partial->catalog_xmin = w->copy.catalog_xmin;
+	w->remote = partial;
+	w->plan.action = SYNC_ACTION_UPDATE;
+	w->plan.fetch_snapshot = false;
+	w->plan.fetch_history = false;
+	w->snapshot = NULL;
+	slot_step_run(cy, w);
 }
 
 /* ---------------------------------------------------------------------
@@ -361,10 +422,11 @@ slot_step_record(CycleContext *cy, SlotWork *w)
 
 	if (w->synced_now)
 		w->mem->synced_at = GetCurrentTimestamp();
-	w->mem->settled = w->synced_now;
+	session_slot_settle(cy->session, w->mem, w->synced_now);
 	cy->result->nexamined++;
 	log_reason_change(w->mem, name, w->plan.reason_code, w->plan.reason);
 	if (!slot_sync_status_set(w->remote, w->plan.state, w->plan.reason_code,
-							  w->plan.reason, w->synced_now))
+							  w->plan.reason, w->synced_now,
+							  &w->mem->status_index))
 		cy->result->pending = true;
 }

@@ -178,22 +178,29 @@ slot_sync_status_begin_cycle(void)
 
 /*
  * Record a slot's state as of this cycle.  Returns false if there was no
- * room for it.
+ * room for it.  *where is the caller's note of where the slot's entry is
+ * (any value the first time), updated here.
  */
 bool
 slot_sync_status_set(const RemoteSlot *remote, SyncState state,
-					 SyncReason code, const char *reason, bool synced_now)
+					 SyncReason code, const char *reason, bool synced_now,
+					 int *where)
 {
 	SyncStatusEntry *entry = NULL;
 
 	LWLockAcquire(SyncStatus->lock, LW_EXCLUSIVE);
 
 	/*
-	 * The primary lists its slots in the same order every cycle, and
-	 * entries are kept in the order they were made: look where the last
-	 * entry set was followed first, and search only if that misses.
+	 * Look where the caller saw the slot's entry last, then (the primary
+	 * lists its slots in the same order every full list, and entries are
+	 * kept in the order they were made) where the last entry set was
+	 * followed; search only if both miss.
 	 */
-	if (next_hint < SyncStatus->nentries &&
+	if (*where >= 0 && *where < SyncStatus->nentries &&
+		strcmp(NameStr(SyncStatus->entries[*where].name),
+			   NameStr(remote->name)) == 0)
+		entry = &SyncStatus->entries[*where];
+	else if (next_hint < SyncStatus->nentries &&
 		strcmp(NameStr(SyncStatus->entries[next_hint].name),
 			   NameStr(remote->name)) == 0)
 		entry = &SyncStatus->entries[next_hint];
@@ -223,7 +230,8 @@ slot_sync_status_set(const RemoteSlot *remote, SyncState state,
 			entry->last_sync = GetCurrentTimestamp();
 		entry->settled = synced_now;
 		strlcpy(entry->reason, reason ? reason : "", sizeof(entry->reason));
-		next_hint = (entry - SyncStatus->entries) + 1;
+		*where = entry - SyncStatus->entries;
+		next_hint = *where + 1;
 	}
 	LWLockRelease(SyncStatus->lock);
 	return entry != NULL;

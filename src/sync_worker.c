@@ -339,6 +339,12 @@ plan_next_wait(WorkerState *ws, const SyncCycleResult *result)
 		ws->next_wait_ms = 0;
 		return;
 	}
+	if (result->deferred)
+	{
+		/* work left for want of time: ask for changes, do not wait */
+		ws->next_wait_ms = 0;
+		return;
+	}
 	if (result->pending && result->nchanged == 0)
 		worker_sleep(20);		/* local progress takes a moment */
 
@@ -470,7 +476,7 @@ pg_slotsync_worker_main(Datum arg)
 			ws.announced = true;
 		}
 		ws.retry_ms = SYNC_RETRY_MIN_MS;
-		logical_slots_after_cycle = slot_count_live_logical();
+		logical_slots_after_cycle = ws.session.logical_slots_seen;
 		plan_next_wait(&ws, &result);
 	}
 }

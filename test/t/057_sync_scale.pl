@@ -1,8 +1,8 @@
 # Scale: with a few hundred failover slots, a cycle looks only at what
 # changed.  One slot moves: the standby's last cycle decided that slot
 # alone; a slot dropped on the primary is gone from the standby at once;
-# and the whole list still arrives when the standby asks for it (after a
-# reconnect).
+# the whole list still arrives when the standby asks for it (after a
+# reconnect); and when every slot moves at once, each copy catches up.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -64,6 +64,41 @@ is( $standby->safe_psql('postgres',
 		"SELECT count(*) FROM pg_slotsync.sync_status WHERE state = 'ready'"),
 	$nslots - 1,
 	'every copy is still ready');
+
+# Every slot moves at once, past a fresh xl_running_xacts: every copy
+# needs its state file written and a snapshot, more than a cycle goes on
+# starting (the rest waits for the next cycles, in order).  Every copy
+# catches up all the same, and stays ready.
+my $positions_sql =
+  "SELECT string_agg(slot_name || ' ' || restart_lsn || ' ' || confirmed_flush_lsn || ' ' || catalog_xmin, ', ' ORDER BY slot_name) FROM pg_replication_slots WHERE slot_name ~ '^s[0-9]+\$'";
+my $restarts_sql =
+  "SELECT string_agg(restart_lsn::text, ',' ORDER BY slot_name) FROM pg_replication_slots WHERE slot_name ~ '^s[0-9]+\$'";
+my $restarts_before = $primary->safe_psql('postgres', $restarts_sql);
+foreach my $round (1, 2)
+{
+	$primary->safe_psql('postgres', 'CHECKPOINT');
+	$primary->safe_psql('postgres', "INSERT INTO t VALUES ($round)");
+	$primary->safe_psql('postgres',
+		"SELECT count(pg_replication_slot_advance(slot_name, pg_current_wal_lsn())) FROM pg_replication_slots WHERE slot_name ~ '^s[0-9]+\$'"
+	);
+}
+my $restarts_after = $primary->safe_psql('postgres', $restarts_sql);
+my $moved = grep { $_ } map { (split /,/, $restarts_before)[$_] ne (split /,/, $restarts_after)[$_] }
+  0 .. $nslots - 2;
+is($moved, $nslots - 1, "every slot's restart_lsn moved on the primary");
+my $want = $primary->safe_psql('postgres', $positions_sql);
+my $got = '';
+ok( wait_until(
+		sub {
+			$got = $standby->safe_psql('postgres', $positions_sql);
+			return $got eq $want;
+		},
+		60),
+	'every copy caught up with its slot');
+is( $standby->safe_psql('postgres',
+		"SELECT count(*) FROM pg_slotsync.sync_status WHERE state = 'ready'"),
+	$nslots - 1,
+	'every copy is ready');
 
 $standby->stop;
 $primary->stop;
