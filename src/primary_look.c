@@ -230,32 +230,6 @@ look_at_moved_slots(const char *standby_slot)
 	return true;
 }
 
-/*
- * Look at the failover slots (at every one if "every_slot", else as the
- * header comment says) and at the standby's physical slot "standby_slot"
- * (may be NULL); returns how many failover slots differ from what this
- * session reported, or are gone since.
- */
-int
-watch_look(const char *standby_slot, bool every_slot,
-		   StandbySlotSeen *standby)
-{
-	watched_init();
-	if (!every_slot && last_full_look != 0 &&
-		failover_slot_moves_unattributed() == seen_unattributed &&
-		strcmp(NameStr(looked_for_standby),
-			   standby_slot ? standby_slot : "") == 0 &&
-		!TimestampDifferenceExceeds(last_full_look, GetCurrentTimestamp(),
-									WATCH_SAFETY_POLL_MS))
-		every_slot = !look_at_moved_slots(standby_slot);
-	else
-		every_slot = true;
-	if (every_slot)
-		look_at_every_slot(standby_slot);
-	*standby = standby_seen;
-	return npending;
-}
-
 /* How long until a look must be at every slot again. */
 long
 watch_ms_until_full_look(void)
@@ -267,6 +241,35 @@ watch_ms_until_full_look(void)
 	since = TimestampDifferenceMilliseconds(last_full_look,
 											GetCurrentTimestamp());
 	return Max(WATCH_SAFETY_POLL_MS - since, 0);
+}
+
+/*
+ * Look at the failover slots (at every one if "every_slot", else as the
+ * header comment says) and at the standby's physical slot "standby_slot"
+ * (may be NULL); returns how many failover slots differ from what this
+ * session reported, or are gone since.
+ */
+int
+watch_look(const char *standby_slot, bool every_slot,
+		   StandbySlotSeen *standby)
+{
+	watched_init();
+
+	/*
+	 * The same test as the waiting call's timeout: were they to disagree by
+	 * a rounding, the call would neither sleep nor look at every slot.
+	 */
+	if (!every_slot && watch_ms_until_full_look() > 0 &&
+		failover_slot_moves_unattributed() == seen_unattributed &&
+		strcmp(NameStr(looked_for_standby),
+			   standby_slot ? standby_slot : "") == 0)
+		every_slot = !look_at_moved_slots(standby_slot);
+	else
+		every_slot = true;
+	if (every_slot)
+		look_at_every_slot(standby_slot);
+	*standby = standby_seen;
+	return npending;
 }
 
 /*
