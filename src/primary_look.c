@@ -14,13 +14,12 @@
  *
  * Two ways to look:
  *
- *	- at every slot: one pass over the server's slot array, as it was
- *	  before version 1.1.x; done for the first look of a session, for a
- *	  whole list, when a move could not be attributed to a slot (a slot
- *	  created, copied or dropped, the failover flag changed), and at least
- *	  every WATCH_SAFETY_POLL_MS for the paths that do not say what moved
- *	  (failover_slot_moves.h lists them: invalidation by a checkpoint, DROP
- *	  DATABASE);
+ *	- at every slot: one pass over the server's slot array; done for the
+ *	  first look of a session, for a whole list, when a move could not be
+ *	  attributed to a slot (a slot created, copied or dropped, the failover
+ *	  flag changed), and at least every WATCH_SAFETY_POLL_MS for the paths
+ *	  that do not say what moved (failover_slot_moves.h lists them:
+ *	  invalidation by a checkpoint, DROP DATABASE);
  *	- at the slots that moved: failover_slot_moves.c keeps a move counter
  *	  per entry of the slot array, and this session remembers the value it
  *	  last read for each; only the entries whose counter changed are
