@@ -173,9 +173,11 @@ failover_slot_moved(void)
 void
 failover_slot_moved_slot(ReplicationSlot *slot)
 {
+	int			i = slot - ReplicationSlotCtl->replication_slots;
+
 	if (MovesState == NULL)
 		return;
-	pg_atomic_fetch_add_u32(&MovesState->slot_moves[slot - ReplicationSlotCtl->replication_slots], 1);
+	pg_atomic_fetch_add_u32(&MovesState->slot_moves[i], 1);
 	pg_atomic_fetch_add_u64(&MovesState->moves, 1);
 	ConditionVariableBroadcast(&MovesState->moved_cv);
 }
