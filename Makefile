@@ -30,6 +30,7 @@ OBJS = \
 	src/sync_session.o \
 	src/sync_slot_step.o \
 	src/sync_cycle.o \
+	src/sync_slots.o \
 	src/sync_launcher.o \
 	src/sync_worker.o \
 	src/sync_manual.o \

@@ -34,6 +34,8 @@ extern int	slot_copy_all(SlotCopy *out);
 extern SlotCopy *slot_copy_all_palloc(int *count);
 extern bool slot_copy_at(int i, SlotCopy *out);
 extern bool slot_copy_named(const char *name, SlotCopy *out);
+extern bool slot_copy_named_hinted(const char *name, SlotCopy *out,
+								   int *hint);
 extern bool slot_copy_is_invalidated(const SlotCopy *slot);
 extern int	slot_count_live_logical(void);
 extern int	slot_count_in_use(void);

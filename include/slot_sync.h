@@ -47,7 +47,7 @@ typedef enum StaleSlotsPolicy
 /* sync_apply.c: side effects on local slots */
 extern void sync_reserve_wal(XLogRecPtr lsn);
 extern void sync_read_local(const char *name, LocalSlot *local,
-							MarkerCacheEntry *cache);
+							MarkerCacheEntry *cache, int *slot_index);
 extern void sync_lock_database(Oid dboid, const char *dbname);
 extern void sync_unlock_database(Oid dboid);
 extern void sync_create_copy(const RemoteSlot *remote, Oid dboid,
@@ -188,6 +188,7 @@ typedef struct SyncSession
 	bool		(*interrupted) (void);
 	struct HTAB *memory;		/* per-slot memory, see sync_cycle.c */
 	dlist_head	unsettled;		/* ... of the slots not settled */
+	int			nsettled;		/* how many are settled */
 	uint64		cycle;			/* cycles run, this one included */
 	bool		anchor_inputs_changed;	/* a listed restart_lsn changed */
 	XLogRecPtr	anchor_floor;	/* anchor_lowest was found above this */
@@ -196,6 +197,8 @@ typedef struct SyncSession
 	TransactionId last_primary_xmin;	/* its physical slot's, then */
 	int			logical_slots_seen; /* live local logical slots after a
 									 * cycle */
+	int64		costly_step_us; /* how long a costly step takes, see
+								 * sync_slots.c */
 	struct HTAB *stale;			/* stale slots seen, see sync_stale.c */
 	bool		stale_pending;	/* ... some still there */
 } SyncSession;
@@ -226,6 +229,9 @@ extern bool sync_session_connect(SyncSession *session, const char *appname,
 extern void slot_sync_listed_names(SyncSession *session, NameData **names,
 								   int *nnames);
 extern bool slot_sync_is_listed(SyncSession *session, const char *name);
+extern SlotMarkerStatus slot_sync_marker(SyncSession *session,
+										 const char *name,
+										 SlotMarker *marker);
 extern SyncCycleStatus slot_sync_cycle(SyncSession *session, int wait_ms,
 									   SyncCycleResult *result,
 									   SyncComplaint *complaint);

@@ -6,7 +6,8 @@
  *		slot's decision shares within a cycle.
  *
  * sync_cycle.c runs the cycle; sync_session.c keeps the session and its
- * per-slot memory; sync_slot_step.c decides and acts for one slot.
+ * per-slot memory; sync_slots.c takes the cycle's slots through it, within
+ * its budget; sync_slot_step.c decides and acts for one slot.
  *
  * Copyright (c) 2026, pg_slotsync developers
  *
@@ -30,6 +31,8 @@ typedef struct SlotMemory
 	SyncReason	last_reason;	/* last kind of reason logged */
 	TimestampTz synced_at;		/* last time the copy equalled the slot */
 	MarkerCacheEntry marker;	/* saves reading the marker every cycle */
+	int			slot_index;		/* where its copy was last found, see
+								 * slot_copy_named_hinted() */
 	int			status_index;	/* where its status entry was last */
 	uint64		reported_in;	/* the last cycle the primary reported it */
 } SlotMemory;
@@ -43,6 +46,7 @@ typedef struct SlotWork
 	SyncPlan	plan;
 	bool		changed;		/* a side effect happened this cycle */
 	bool		synced_now;		/* the copy equals the primary's slot */
+	bool		deferred;		/* its costly step waits for a later cycle */
 	LocalSlot	copy;			/* the local copy, as decided on */
 	RemoteSlot	confirmed_only; /* see slot_step_move_confirmed_first() */
 	const RemoteSnapshot *snapshot; /* what the primary sent, if asked */
@@ -68,7 +72,11 @@ extern void session_slot_memory_init(SyncSession *session);
 extern SlotMemory *session_slot_memory(SyncSession *session, const char *name);
 extern void session_slot_settle(SyncSession *session, SlotMemory *mem,
 								bool settled);
+extern void session_slot_requeue(SyncSession *session, SlotMemory *mem);
 extern void session_slot_forget(SyncSession *session, SlotMemory *mem);
+
+/* sync_slots.c */
+extern RemoteFailure sync_slots(CycleContext *cy, bool all, StringInfo err);
 
 /* sync_slot_step.c */
 extern Oid	slot_step_database(const RemoteSlot *remote);

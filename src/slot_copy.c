@@ -17,6 +17,14 @@
  * This is the only place that walks the slot array; the whole extension
  * goes through these functions.
  *
+ * Finding a slot by name: the server's own search walks the array, which
+ * for a standby deciding thousands of copies in a cycle makes that cycle
+ * quadratic.  A caller that looks up the same names again and again (the
+ * sync session, for every slot it decides) keeps where it last found each
+ * one, and slot_copy_named_hinted() checks that entry (in use, same name,
+ * under the same lock) before walking the array: a stale hint costs one
+ * comparison and can never name the wrong slot.
+ *
  * Copyright (c) 2026, pg_slotsync developers
  *
  *-------------------------------------------------------------------------
@@ -101,13 +109,32 @@ slot_copy_at(int i, SlotCopy *out)
 bool
 slot_copy_named(const char *name, SlotCopy *out)
 {
-	ReplicationSlot *s;
+	return slot_copy_named_hinted(name, out, NULL);
+}
+
+/*
+ * The same, looking first at index *hint of the slot array, and setting
+ * *hint to where the slot is (-1 if nowhere); see the header comment.
+ */
+bool
+slot_copy_named_hinted(const char *name, SlotCopy *out, int *hint)
+{
+	ReplicationSlot *s = NULL;
 
 	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-	s = SearchNamedReplicationSlot(name, false);
+	if (hint != NULL && *hint >= 0 && *hint < max_replication_slots)
+	{
+		s = &ReplicationSlotCtl->replication_slots[*hint];
+		if (!s->in_use || strcmp(NameStr(s->data.name), name) != 0)
+			s = NULL;
+	}
+	if (s == NULL)
+		s = SearchNamedReplicationSlot(name, false);
 	if (s != NULL && out != NULL)
 		copy_one(s, out);
 	LWLockRelease(ReplicationSlotControlLock);
+	if (hint != NULL)
+		*hint = s ? (int) (s - ReplicationSlotCtl->replication_slots) : -1;
 	return s != NULL;
 }
 

@@ -104,16 +104,19 @@ sync_reserve_wal(XLogRecPtr lsn)
  * slot_marker_read_cached(); on a standby only the syncing process writes
  * markers of logical slots, and nobody can create a logical slot during
  * recovery, so a stale entry cannot make a stranger's slot look like ours).
+ * With a slot index, the slot is looked for there first (see
+ * slot_copy_named_hinted()).
  */
 void
-sync_read_local(const char *name, LocalSlot *local, MarkerCacheEntry *cache)
+sync_read_local(const char *name, LocalSlot *local, MarkerCacheEntry *cache,
+				int *slot_index)
 {
 	SlotCopy	slot;
 	SlotMarker	marker;
 	SlotMarkerStatus status;
 
 	memset(local, 0, sizeof(*local));
-	if (!slot_copy_named(name, &slot))
+	if (!slot_copy_named_hinted(name, &slot, slot_index))
 		return;
 
 	local->exists = true;
@@ -367,7 +370,7 @@ sync_demote_ready_copies(const char *why)
 
 		if (!slots[i].is_logical || slots[i].active_pid != 0)
 			continue;
-		sync_read_local(name, &local, NULL);
+		sync_read_local(name, &local, NULL, NULL);
 		if (!local.ready)
 			continue;
 		sync_lock_database(slots[i].database, NULL);

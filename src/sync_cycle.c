@@ -15,23 +15,19 @@
  *	2. In one transaction on the standby: take the changes into the
  *	   session's per-slot memory (sync_session.c), dropping our copies of
  *	   slots the primary no longer lists; keep the anchor where it must be
- *	   (sync_anchor.c); then each slot that needs it takes its turn
- *	   (sync_slot_step.c: decide, act, decide again).  A slot needs it when
- *	   it changed, or when its copy did not equal the primary's slot at the
- *	   last look ("not settled"); every slot does after a whole list, when
- *	   the primary's physical slot for us changed (our feedback: readiness,
- *	   protection), or when a local logical slot disappeared.  With a
- *	   thousand slots and one moving, one slot is decided, found on the
- *	   session's list of unsettled slots without walking the others.  A
- *	   cycle takes on a bounded amount of costly work (CYCLE_COSTLY_SLOTS,
- *	   CYCLE_COSTLY_MS: state files, snapshots); slots beyond it stay
- *	   unsettled for the next cycle, which asks the primary without
- *	   waiting, so that while thousands of slots move, a move of
- *	   confirmed_flush alone does not wait for hundreds of state files.
- *	3. Plans that need the primary first are batched: the standby's missing
- *	   history for older slots (sync_history.c), then, in one round trip,
- *	   the serialized snapshots of every slot whose copy becomes ready or
- *	   moves its restart_lsn; those slots are decided and acted on again.
+ *	   (sync_anchor.c).  A slot needs deciding when it changed, or when its
+ *	   copy did not equal the primary's slot at the last look ("not
+ *	   settled"); every slot does after a whole list, or when a local
+ *	   logical slot disappeared; when the primary's physical slot for us
+ *	   moves (our feedback: protection), the copies it no longer covers do.
+ *	   With a thousand slots and one moving, one slot is decided, found on
+ *	   the session's list of unsettled slots without walking the others.
+ *	3. The slots that need it are decided and acted on (sync_slots.c; each
+ *	   in sync_slot_step.c: decide, act, decide again): cheap plans at
+ *	   once, costly ones (state files, snapshots) within the cycle's budget,
+ *	   the rest in the next cycle, which asks the primary without waiting.
+ *	   Plans that need the primary first (the standby's past, snapshots)
+ *	   share one round trip each.
  *	4. Each slot's state and reason are recorded for the views, and the
  *	   standby's leftover logical slots are reviewed (sync_stale.c).
  *
@@ -73,18 +69,6 @@
 /* How often the worker asks the primary for the whole list anyway. */
 #define FULL_LIST_INTERVAL_MS	300000
 
-/*
- * How much costly work a cycle (other than after a whole list) takes on: a
- * move of confirmed_flush alone costs microseconds, a new restart_lsn a
- * write of the slot's state file and a snapshot from the primary.  When
- * thousands of slots move, a cycle that did every costly step at once
- * would keep every other slot's move waiting for it; so after this many
- * slots, or this long, the rest waits for the next cycle, which comes at
- * once.  The first costly slot of a cycle always goes ahead.
- */
-#define CYCLE_COSTLY_SLOTS		8
-#define CYCLE_COSTLY_MS			2
-
 /* Drop our copy of a slot the primary no longer lists, and forget it. */
 static void
 forget_slot(SyncSession *session, SlotMemory *m)
@@ -93,7 +77,7 @@ forget_slot(SyncSession *session, SlotMemory *m)
 	{
 		LocalSlot	copy;
 
-		sync_read_local(NameStr(m->name), &copy, &m->marker);
+		sync_read_local(NameStr(m->name), &copy, &m->marker, &m->slot_index);
 		if (copy.exists && copy.synced)
 		{
 			sync_lock_database(copy.database, NULL);
@@ -132,7 +116,7 @@ take_changes(SyncSession *session, const RemoteSlot *rows, int nrows,
 
 			if (!local[i].is_logical)
 				continue;
-			sync_read_local(NameStr(local[i].name), &copy, NULL);
+			sync_read_local(NameStr(local[i].name), &copy, NULL, NULL);
 			if (copy.synced)
 				session_slot_memory(session, NameStr(local[i].name))->had_copy = true;
 		}
@@ -205,190 +189,8 @@ anchor_target(SyncSession *session, XLogRecPtr replay_before)
 }
 
 /*
- * Complete the standby's past for the copies that asked (from the lowest
- * restart_lsn among them, once), then decide and act on them again.  A
- * failure is theirs (they say why), not the cycle's.
- */
-static void
-fetch_history_and_continue(CycleContext *cy, SlotWork *work, int nwork)
-{
-	XLogRecPtr	from = InvalidXLogRecPtr;
-	StringInfoData err;
-
-	for (int i = 0; i < nwork; i++)
-		if (work[i].plan.fetch_history &&
-			(XLogRecPtrIsInvalid(from) || work[i].copy.restart_lsn < from))
-			from = work[i].copy.restart_lsn;
-	if (XLogRecPtrIsInvalid(from))
-		return;
-
-	initStringInfo(&err);
-	if (sync_history_fetch(cy->session->conn, from, &cy->history,
-						   cy->session->interrupted, &err) == REMOTE_OK)
-		cy->history_fetched_from = from;
-	else
-		cy->history_failure = err.data;
-
-	for (int i = 0; i < nwork; i++)
-	{
-		SlotWork   *w = &work[i];
-
-		if (!w->plan.fetch_history)
-			continue;
-		slot_step_decide(cy, w);
-		if (w->plan.action != SYNC_ACTION_NONE)
-			slot_step_run(cy, w);
-	}
-}
-
-/*
- * Ask the primary for the snapshots the plans asked for, then decide and
- * act on those slots again.  False if the round trip failed.
- */
-static RemoteFailure
-fetch_snapshots_and_finish(CycleContext *cy, SlotWork *work, int nwork,
-						   StringInfo err)
-{
-	const RemoteSlot **asked = palloc(sizeof(RemoteSlot *) * Max(nwork, 1));
-	int		   *index = palloc(sizeof(int) * Max(nwork, 1));
-	RemoteSnapshot *answers;
-	RemoteFailure failure;
-	int			nasked = 0;
-
-	for (int i = 0; i < nwork; i++)
-	{
-		if (!work[i].plan.fetch_snapshot)
-			continue;
-		index[nasked] = i;
-		asked[nasked++] = work[i].remote;
-	}
-	if (nasked == 0)
-		return REMOTE_OK;
-
-	answers = palloc(sizeof(RemoteSnapshot) * nasked);
-	failure = primary_fetch_snapshots(cy->session->conn, asked, nasked,
-									  answers, cy->session->interrupted, err);
-	if (failure != REMOTE_OK)
-		return failure;
-
-	for (int k = 0; k < nasked; k++)
-	{
-		SlotWork   *w = &work[index[k]];
-
-		w->snapshot = &answers[k];
-		slot_step_decide(cy, w);
-		if (w->plan.action != SYNC_ACTION_NONE)
-			slot_step_run(cy, w);
-	}
-	return REMOTE_OK;
-}
-
-/*
- * The listed slots to look at this cycle: every one ("all"), or those on
- * the unsettled list, in its order (a palloc'd array of *n).
- */
-static SlotMemory **
-slots_to_look_at(SyncSession *session, bool all, int *n)
-{
-	SlotMemory **mems;
-	SlotMemory *m;
-
-	*n = 0;
-	mems = palloc(sizeof(SlotMemory *) *
-				  Max(1, hash_get_num_entries(session->memory)));
-	if (all)
-	{
-		HASH_SEQ_STATUS seq;
-
-		hash_seq_init(&seq, session->memory);
-		while ((m = hash_seq_search(&seq)) != NULL)
-			if (m->listed)
-				mems[(*n)++] = m;
-	}
-	else
-	{
-		dlist_iter	iter;
-
-		dlist_foreach(iter, &session->unsettled)
-		{
-			m = dlist_container(SlotMemory, unsettled_node, iter.cur);
-			if (m->listed)
-				mems[(*n)++] = m;
-		}
-	}
-	return mems;
-}
-
-/*
- * Decide and act on the listed slots that need it: all of them ("all"), or
- * those not settled (new, changed, or not equal to the primary's slot at
- * the last look); see the header comment, also for the budget of costly
- * work that a cycle other than after a whole list keeps to.
- */
-static RemoteFailure
-sync_slots(CycleContext *cy, bool all, StringInfo err)
-{
-	int			nmems;
-	SlotMemory **mems = slots_to_look_at(cy->session, all, &nmems);
-	SlotWork   *work = palloc(sizeof(SlotWork) * Max(1, nmems));
-	int			nwork = 0;
-	int			ncostly = 0;
-	int64		costly_us = 0;
-	RemoteFailure failure;
-
-	for (int i = 0; i < nmems; i++)
-	{
-		SlotWork   *w = &work[nwork];
-		bool		out_of_budget = !all && ncostly > 0 &&
-			(ncostly >= CYCLE_COSTLY_SLOTS ||
-			 costly_us >= CYCLE_COSTLY_MS * 1000);
-		bool		costly;
-		TimestampTz start;
-
-		/* out of budget, a slot that waits already and did not change waits */
-		if (out_of_budget && mems[i]->reported_in != cy->session->cycle)
-		{
-			cy->result->deferred = true;
-			continue;
-		}
-		memset(w, 0, sizeof(*w));
-		w->mem = mems[i];
-		w->remote = &w->mem->remote;
-		w->dboid = slot_step_database(w->remote);
-		slot_step_decide(cy, w);
-
-		costly = !all && slot_step_is_costly(w);
-		if (costly && out_of_budget)
-		{
-			cy->result->deferred = true;
-			slot_step_move_confirmed_first(cy, w);
-			continue;
-		}
-		nwork++;
-		start = GetCurrentTimestamp();
-		if (w->plan.action != SYNC_ACTION_NONE && !w->plan.fetch_snapshot &&
-			!w->plan.fetch_history)
-			slot_step_run(cy, w);
-		if (costly)
-		{
-			ncostly++;
-			costly_us += GetCurrentTimestamp() - start;
-		}
-	}
-
-	fetch_history_and_continue(cy, work, nwork);
-	failure = fetch_snapshots_and_finish(cy, work, nwork, err);
-	sync_compute_horizons();
-
-	for (int i = 0; i < nwork; i++)
-		slot_step_record(cy, &work[i]);
-	return failure;
-}
-
-/*
  * Did something change on the standby that may change the decision for
- * slots the primary reported no change for?  The primary's physical slot
- * for us (our feedback: readiness, protection), a full list, or a local
+ * slots the primary reported no change for?  A full list, or a local
  * logical slot gone (a copy dropped by hand, by DROP DATABASE replay) or
  * invalidated by this standby's own checkpoint.
  */
@@ -396,12 +198,37 @@ static bool
 look_at_every_slot(SyncSession *session, const PrimaryInfo *info,
 				   bool first_cycle)
 {
-	bool		all = first_cycle || info->full_list ||
-		info->standby_slot_catalog_xmin != session->last_primary_xmin ||
+	return first_cycle || info->full_list ||
 		slot_count_live_logical() < session->logical_slots_seen;
+}
 
-	session->last_primary_xmin = info->standby_slot_catalog_xmin;
-	return all;
+/*
+ * The primary's physical slot for us (our feedback) says whether the
+ * primary keeps the catalog rows a ready copy needs.  When its catalog_xmin
+ * moves, the settled copies it no longer covers are decided again, to be
+ * demoted: those whose catalog_xmin precedes it, or all of them when it has
+ * none.  A settled copy equals the primary's slot as last reported, so its
+ * catalog_xmin is known without looking at the copy.  Copies not settled
+ * are decided anyway (a copy waiting for this feedback among them).  In a
+ * healthy cluster the feedback covers every copy and this finds none; it
+ * moves with every round of decoding, so deciding every copy each time
+ * would make those cycles as long as after a whole list.
+ */
+static void
+unsettle_unprotected(SyncSession *session, TransactionId primary_xmin)
+{
+	HASH_SEQ_STATUS seq;
+	SlotMemory *m;
+
+	if (primary_xmin == session->last_primary_xmin)
+		return;
+	session->last_primary_xmin = primary_xmin;
+	hash_seq_init(&seq, session->memory);
+	while ((m = hash_seq_search(&seq)) != NULL)
+		if (m->settled &&
+			(!TransactionIdIsValid(primary_xmin) ||
+			 TransactionIdPrecedes(m->remote.catalog_xmin, primary_xmin)))
+			session_slot_settle(session, m, false);
 }
 
 /* One round trip, checked; false with a complaint if it failed. */
@@ -486,6 +313,7 @@ slot_sync_cycle(SyncSession *session, int wait_ms, SyncCycleResult *result,
 	session->cycle++;
 	take_changes(session, rows, nrows, info.full_list, first_cycle);
 	all = look_at_every_slot(session, &info, first_cycle);
+	unsettle_unprotected(session, info.standby_slot_catalog_xmin);
 	sync_anchor_ensure(anchor_target(session, replay_before));
 	cy.protected_from = sync_protected_from();
 	cy.free_slots = max_replication_slots - slot_count_in_use();

@@ -4,7 +4,7 @@
  *		What to do with one failover slot, given what the primary reports
  *		and what the standby has.  Decisions only: no side effects.  Every
  *		rule that keeps a synced slot safe is here, and nowhere else:
- *		sync_cycle.c gathers the inputs and carries the plan out through
+ *		sync_slot_step.c gathers the inputs and carries the plan out through
  *		sync_apply.c, and asks again after each step.
  *
  * A synced slot is "ready" when decoding from it after promotion yields

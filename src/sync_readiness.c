@@ -246,7 +246,7 @@ all_targets_ready(const ReadyTarget *targets, int ntargets,
 		LocalSlot	copy;
 		char		why[512];
 
-		sync_read_local(NameStr(targets[i].name), &copy, NULL);
+		sync_read_local(NameStr(targets[i].name), &copy, NULL, NULL);
 		if (!copy_is_ready(&targets[i], &copy, why, sizeof(why)))
 			appendStringInfo(laggards, "%sreplication slot \"%s\": %s",
 							 laggards->len ? "\n" : "",

@@ -41,6 +41,7 @@ session_slot_memory_init(SyncSession *session)
 	session->memory = hash_create("pg_slotsync slot memory", 64, &ctl,
 								  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	dlist_init(&session->unsettled);
+	session->nsettled = 0;
 	session->anchor_inputs_changed = true;
 }
 
@@ -73,10 +74,29 @@ void
 session_slot_settle(SyncSession *session, SlotMemory *mem, bool settled)
 {
 	if (settled && !mem->settled)
+	{
 		dlist_delete(&mem->unsettled_node);
+		session->nsettled++;
+	}
 	else if (!settled && mem->settled)
+	{
 		dlist_push_tail(&session->unsettled, &mem->unsettled_node);
+		session->nsettled--;
+	}
 	mem->settled = settled;
+}
+
+/*
+ * Move a slot that is not settled to the end of the list: it had its turn
+ * at costly work this cycle, and the slots behind it get theirs first.
+ */
+void
+session_slot_requeue(SyncSession *session, SlotMemory *mem)
+{
+	if (mem->settled)
+		return;
+	dlist_delete(&mem->unsettled_node);
+	dlist_push_tail(&session->unsettled, &mem->unsettled_node);
 }
 
 /* Forget a slot altogether. */
@@ -87,6 +107,8 @@ session_slot_forget(SyncSession *session, SlotMemory *mem)
 
 	if (!mem->settled)
 		dlist_delete(&mem->unsettled_node);
+	else
+		session->nsettled--;
 	hash_search(session->memory, &key, HASH_REMOVE, NULL);
 }
 
@@ -124,6 +146,29 @@ slot_sync_is_listed(SyncSession *session, const char *name)
 	namestrcpy(&key, name);
 	mem = hash_search(session->memory, &key, HASH_FIND, NULL);
 	return mem != NULL && mem->listed;
+}
+
+/*
+ * The marker of a local slot: through the cache of the session's memory
+ * when the session knows the name, so that a review of every local slot
+ * (sync_stale.c) reads no file for the copies the session keeps.
+ */
+SlotMarkerStatus
+slot_sync_marker(SyncSession *session, const char *name, SlotMarker *marker)
+{
+	NameData	key;
+	SlotMemory *mem = NULL;
+
+	if (session != NULL && session->memory != NULL)
+	{
+		namestrcpy(&key, name);
+		mem = hash_search(session->memory, &key, HASH_FIND, NULL);
+	}
+	if (mem == NULL)
+		return slot_marker_examine(name, marker);
+	(void) slot_marker_read_cached(name, &mem->marker);
+	*marker = mem->marker.marker;
+	return mem->marker.status;
 }
 
 /* ---------------------------------------------------------------------
@@ -169,6 +214,7 @@ sync_session_destroy(SyncSession *session)
 	session->cycle_cxt = NULL;
 	session->memory = NULL;
 	dlist_init(&session->unsettled);
+	session->nsettled = 0;
 }
 
 /*

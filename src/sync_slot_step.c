@@ -11,7 +11,7 @@
  * anchor and the primary give) and does what it says, through sync_apply.c
  * and sync_stale.c, deciding again after each structural step (create,
  * drop, demote, ...) until the plan is "nothing", an update, or "ask the
- * primary first" (a snapshot, history), which sync_cycle.c batches.
+ * primary first" (a snapshot, history), which sync_slots.c batches.
  *
  * Each slot's plan runs in its own subtransaction, under its database's
  * lock taken for that slot only and released before the next one: an error
@@ -104,7 +104,7 @@ slot_step_decide(CycleContext *cy, SlotWork *w)
 
 	memset(&in, 0, sizeof(in));
 	in.remote = w->remote;
-	sync_read_local(name, &in.local, &w->mem->marker);
+	sync_read_local(name, &in.local, &w->mem->marker, &w->mem->slot_index);
 	if (w->mem->had_copy && !in.local.exists)
 		ereport(LOG,
 				(errmsg("replication slot \"%s\" was dropped on the standby; synchronizing it again",
@@ -172,7 +172,7 @@ slot_step_is_costly(const SlotWork *w)
 }
 
 /*
- * The slot's costly step waits for a later cycle (sync_cycle.c); a ready
+ * The slot's costly step waits for a later cycle (sync_slots.c); a ready
  * copy takes the new confirmed_flush now all the same, keeping its
  * restart_lsn and catalog_xmin.  That is safe: the
  * primary's own slot passes through such states (confirmed_flush moves
@@ -422,7 +422,17 @@ slot_step_record(CycleContext *cy, SlotWork *w)
 
 	if (w->synced_now)
 		w->mem->synced_at = GetCurrentTimestamp();
-	session_slot_settle(cy->session, w->mem, w->synced_now);
+
+	/*
+	 * A copy that is not ready is decided again every cycle, even when it
+	 * equals the primary's slot: what it waits for (the primary's feedback
+	 * for its catalog_xmin, the standby's flush) arrives without the
+	 * primary reporting the slot.
+	 */
+	session_slot_settle(cy->session, w->mem,
+						w->synced_now && w->plan.state == SYNC_STATE_READY &&
+						w->plan.reason_code == SYNC_REASON_NONE &&
+						XLogRecPtrIsInvalid(w->plan.needs_flush));
 	cy->result->nexamined++;
 	log_reason_change(w->mem, name, w->plan.reason_code, w->plan.reason);
 	if (!slot_sync_status_set(w->remote, w->plan.state, w->plan.reason_code,

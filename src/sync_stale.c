@@ -129,16 +129,16 @@ sync_stale_clear(void)
 
 /*
  * Is this slot a leftover: logical, complete, not made by sync, not the
- * anchor?
+ * anchor?  With the syncing session, its cached markers are used.
  */
 static bool
-is_leftover(const SlotCopy *slot)
+is_leftover(SyncSession *session, const SlotCopy *slot)
 {
 	SlotMarker	marker;
 
 	if (!slot->is_logical || slot->persistency != RS_PERSISTENT)
 		return false;
-	if (slot_marker_examine(NameStr(slot->name), &marker) ==
+	if (slot_sync_marker(session, NameStr(slot->name), &marker) ==
 		SLOT_MARKER_PRESENT &&
 		(marker.flags & (SLOT_MARKER_SYNCED | SLOT_MARKER_ANCHOR)) != 0)
 		return false;
@@ -311,7 +311,7 @@ sync_stale_review(SyncSession *session, bool look)
 		StaleAction action;
 		TimestampTz drop_at;
 
-		if (!is_leftover(slot))
+		if (!is_leftover(session, slot))
 			continue;
 		listed = slot_sync_is_listed(session, NameStr(slot->name));
 		m = remembered(session, NameStr(slot->name), now, &is_new);
@@ -397,7 +397,7 @@ pg_slotsync_stale_slot_rows(PG_FUNCTION_ARGS)
 		char	   *dbname;
 		bool		known;
 
-		if (!is_leftover(slot))
+		if (!is_leftover(NULL, slot))
 			continue;
 		known = published_entry(entries, nentries, NameStr(slot->name), &e);
 		dbname = get_database_name(slot->database);

@@ -98,7 +98,7 @@ shown_slot(const SyncStatusEntry *e, bool recent_sync,
 {
 	LocalSlot	local;
 
-	sync_read_local(NameStr(e->name), &local, NULL);
+	sync_read_local(NameStr(e->name), &local, NULL, NULL);
 	out->has_copy = local.exists && local.synced;
 	out->copy_confirmed_flush = local.confirmed_flush;
 	out->code = e->reason_code;
