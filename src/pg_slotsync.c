@@ -23,8 +23,9 @@
  *	  pg_slotsync.synchronized_standby_slots, which holds back consumers of
  *	  failover slots on the primary until the listed standbys have the WAL.
  *	- sync_worker.c (launcher, worker, manual sync), sync_cycle.c (one pass),
- *	  sync_slots.c (its slots, within a budget), sync_decide.c (what is safe), sync_apply.c (doing it), sync_remote.c
- *	  (libpq), sync_status.c (per-slot state for the views): the standby.
+ *	  sync_slots.c (its slots, within a budget), sync_decide.c (what is
+ *	  safe), sync_apply.c (doing it), sync_remote.c (libpq), sync_status.c
+ *	  (per-slot state for the views): the standby.
  *
  * The library must be in shared_preload_libraries on every node, primary
  * and standbys: it reserves shared memory and its settings must exist in

@@ -94,6 +94,22 @@ snapshot_state(const SlotWork *w, const LocalSlot *local)
 }
 
 /*
+ * Does the plan leave a copy that is ready, with nothing to wait for?
+ * Only such a copy, once equal to the primary's slot, is settled: one not
+ * ready waits for things (the primary's feedback for its catalog_xmin)
+ * that arrive without the primary reporting the slot, and a ready copy
+ * held back until the standby flushes the WAL its slot moved over is not
+ * equal to the primary's slot yet; both are decided again next cycle.
+ */
+static bool
+plan_leaves_copy_settled(const SyncPlan *plan)
+{
+	return plan->state == SYNC_STATE_READY &&
+		plan->reason_code == SYNC_REASON_NONE &&
+		XLogRecPtrIsInvalid(plan->needs_flush);
+}
+
+/*
  * Gather the inputs for one slot as things are now, and decide.
  */
 void
@@ -139,17 +155,8 @@ slot_step_decide(CycleContext *cy, SlotWork *w)
 	w->copy = in.local;
 
 	slot_sync_decide(&in, &w->plan);
-
-	/*
-	 * A ready copy held back until the standby flushes the WAL its slot
-	 * moved over is ready but not equal to the primary's slot: it must be
-	 * looked at again next cycle, when the primary may have nothing new
-	 * to say about it.
-	 */
 	w->synced_now = w->plan.action == SYNC_ACTION_NONE &&
-		w->plan.state == SYNC_STATE_READY &&
-		w->plan.reason_code == SYNC_REASON_NONE &&
-		XLogRecPtrIsInvalid(w->plan.needs_flush);
+		plan_leaves_copy_settled(&w->plan);
 }
 
 /*
@@ -422,17 +429,8 @@ slot_step_record(CycleContext *cy, SlotWork *w)
 
 	if (w->synced_now)
 		w->mem->synced_at = GetCurrentTimestamp();
-
-	/*
-	 * A copy that is not ready is decided again every cycle, even when it
-	 * equals the primary's slot: what it waits for (the primary's feedback
-	 * for its catalog_xmin, the standby's flush) arrives without the
-	 * primary reporting the slot.
-	 */
 	session_slot_settle(cy->session, w->mem,
-						w->synced_now && w->plan.state == SYNC_STATE_READY &&
-						w->plan.reason_code == SYNC_REASON_NONE &&
-						XLogRecPtrIsInvalid(w->plan.needs_flush));
+						w->synced_now && plan_leaves_copy_settled(&w->plan));
 	cy->result->nexamined++;
 	log_reason_change(w->mem, name, w->plan.reason_code, w->plan.reason);
 	if (!slot_sync_status_set(w->remote, w->plan.state, w->plan.reason_code,
